@@ -1,0 +1,250 @@
+//! The `schooldns` command line: argument definitions and the commands' output.
+//!
+//! `check` and `explain` load and compile the policy through exactly the code the server uses
+//! (`LoadedConfig::read` + `policy::compile`), so what they print is what the server would do.
+
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{DEFAULT_CONFIG_PATH, LoadedConfig};
+use crate::name::QueryName;
+use crate::policy::{self, Explanation, Policy, RuleInfo};
+
+/// schooldns: a filtering DNS resolver for school networks.
+#[derive(Debug, Parser)]
+#[command(name = "schooldns", version, about)]
+pub struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and compile the config and every list exactly as the server will, and report.
+    Check {
+        /// Config file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Show what the policy decides for names asked by a client address, and why.
+    Explain {
+        /// Names to explain; `-` reads one name per line from standard input.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// The client address (selects school and profile).
+        #[arg(long)]
+        client: IpAddr,
+        /// Config file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// One JSON object per name and line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Explain {
+            names,
+            client,
+            config,
+            json,
+        } => explain(&config, &names, client, json),
+    }
+}
+
+/// Loads and compiles a config: the path shared by `check`, `explain` and the server.
+pub fn load_policy(path: &Path) -> anyhow::Result<Policy> {
+    let loaded = LoadedConfig::read(path)?;
+    Ok(policy::compile(&loaded)?)
+}
+
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let policy = load_policy(path)?;
+    let elapsed = started.elapsed();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{}: OK, compiled in {} ms (policy version {:016x})",
+        path.display(),
+        elapsed.as_millis(),
+        policy.version()
+    )?;
+    writeln!(out, "\nschools ({}):", policy.schools().len())?;
+    for school in policy.schools() {
+        writeln!(out, "  {} — {}", school.id, school.name)?;
+        for (net, profile) in &school.networks {
+            writeln!(
+                out,
+                "      {net} → {}",
+                policy.profiles()[*profile as usize].name
+            )?;
+        }
+    }
+    match policy.default_profile() {
+        Some(p) => writeln!(out, "  (any other network) → {}", p.name)?,
+        None => writeln!(out, "  (any other network) → refused")?,
+    }
+    writeln!(out, "\nprofiles ({}):", policy.profiles().len())?;
+    let category_names = |ids: &[u32]| {
+        ids.iter()
+            .map(|&c| policy.categories()[c as usize].name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for p in policy.profiles() {
+        writeln!(out, "  {}", p.name)?;
+        writeln!(out, "      block: {}", category_names(&p.block))?;
+        writeln!(out, "      allow: {}", category_names(&p.allow))?;
+        writeln!(
+            out,
+            "      safe_search: {:?}, answer: {}, bypass protection: {}",
+            p.safe_search,
+            p.answer.as_string(),
+            if p.bypass_protection { "on" } else { "off" }
+        )?;
+    }
+    writeln!(out, "\ncategories ({}):", policy.categories().len())?;
+    for c in policy.categories() {
+        let report = policy.category_report(c);
+        writeln!(
+            out,
+            "  {:<16} {:>9} entries  {:>6} skipped  {:>6} unsupported  ({} files)",
+            c.name,
+            policy.category_entries(c),
+            report.rejected,
+            report.unsupported + c.url_rules,
+            c.lists.len()
+        )?;
+        for &l in &c.lists {
+            let list = &policy.lists()[l as usize];
+            for s in &list.report.samples {
+                writeln!(
+                    out,
+                    "      {}:{}: {}: {}",
+                    list.path.display(),
+                    s.line,
+                    s.problem,
+                    s.text
+                )?;
+            }
+        }
+        if c.url_rules > 0 {
+            writeln!(
+                out,
+                "      {} UT1 URL rules (site paths) are not enforceable by DNS",
+                c.url_rules
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "\nmatcher memory: {:.1} MiB",
+        policy.matcher_bytes() as f64 / (1024.0 * 1024.0)
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(path: &Path, names: &[String], client: IpAddr, json: bool) -> anyhow::Result<ExitCode> {
+    let policy = load_policy(path)?;
+    let mut out = std::io::stdout().lock();
+    let mut all_valid = true;
+    let mut one = |name: &str, out: &mut dyn Write| -> anyhow::Result<()> {
+        let name = name.trim();
+        if name.is_empty() || name.starts_with('#') {
+            return Ok(());
+        }
+        match QueryName::from_user(name) {
+            Ok(q) => {
+                let decision = policy.decide(client, &q);
+                let explanation = policy.explain(client, &q, &decision);
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&explanation)?)?;
+                } else {
+                    write_explanation(out, &explanation)?;
+                }
+            }
+            Err(e) => {
+                all_valid = false;
+                if json {
+                    let obj = serde_json::json!({ "name": name, "error": e.to_string() });
+                    writeln!(out, "{obj}")?;
+                } else {
+                    writeln!(out, "{name}\n  error: not a domain name: {e}\n")?;
+                }
+            }
+        }
+        Ok(())
+    };
+    for name in names {
+        if name == "-" {
+            for line in std::io::stdin().lock().lines() {
+                one(
+                    &line.context("reading names from standard input")?,
+                    &mut out,
+                )?;
+            }
+        } else {
+            one(name, &mut out)?;
+        }
+    }
+    Ok(if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn describe_rule(rule: &RuleInfo) -> String {
+    match (&rule.list, rule.line) {
+        (Some(list), Some(line)) => format!(
+            "{} {}: category {}, {list}:{line}, entry {}",
+            rule.kind, rule.entry, rule.category, rule.entry
+        ),
+        _ => format!("{} {} (built-in {})", rule.kind, rule.entry, rule.category),
+    }
+}
+
+fn write_explanation(out: &mut dyn Write, e: &Explanation) -> std::io::Result<()> {
+    writeln!(out, "{}", e.name)?;
+    let who = match (&e.school, &e.school_name, &e.profile) {
+        (Some(id), Some(name), Some(profile)) => {
+            format!("school {id} ({name}), profile {profile}")
+        }
+        (None, _, Some(profile)) => format!("no school network, default profile {profile}"),
+        _ => "no school network, no default profile".to_string(),
+    };
+    writeln!(out, "  client:    {} → {who}", e.client)?;
+    let detail = match (e.answer.as_deref(), e.rewrite) {
+        (Some(answer), _) => format!(" (answer {answer})"),
+        (_, Some(target)) => format!(" → CNAME {target}"),
+        _ => String::new(),
+    };
+    writeln!(out, "  decision:  {}{detail}", e.decision)?;
+    match &e.rule {
+        Some(rule) => writeln!(out, "  rule:      {}", describe_rule(rule))?,
+        None if e.decision == "refuse" => {
+            writeln!(out, "  rule:      client address is in no school network")?
+        }
+        None => writeln!(out, "  rule:      no list mentions this name")?,
+    }
+    if let Some(rule) = &e.overridden {
+        writeln!(out, "  overrides: {}", describe_rule(rule))?;
+    }
+    writeln!(out)
+}

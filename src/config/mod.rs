@@ -1,0 +1,263 @@
+//! The configuration file (`config/schooldns.toml`) as admins write it.
+//!
+//! These are the raw serde structs: every key is documented here and in `config/README.md`,
+//! unknown keys are errors, and defaults live in one `Default` impl per table. Values that
+//! later checks may reject (category and profile references, networks, list paths) are kept
+//! `Spanned` so the error can point at their line. Turning this into something the query path
+//! can use is `policy::compile`'s job; nothing on the query path reads these structs.
+
+mod error;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use error::{ConfigError, SourceText};
+
+/// Where `schooldns` looks for its config when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/schooldns.toml";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Upstream resolvers.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// Blocklist categories by name.
+    #[serde(default)]
+    pub categories: BTreeMap<String, CategoryConfig>,
+    /// Age profiles by name.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, ProfileConfig>,
+    /// Schools and the networks that identify them.
+    #[serde(default)]
+    pub schools: Vec<SchoolConfig>,
+    /// What happens to clients outside every school network.
+    #[serde(default)]
+    pub defaults: DefaultsConfig,
+    /// The policy-hit log.
+    #[serde(default)]
+    pub hitlog: HitlogConfig,
+}
+
+/// `[server]`: where plain DNS is served.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// UDP listen addresses.
+    #[serde(default)]
+    pub udp: Vec<SocketAddr>,
+    /// TCP listen addresses.
+    #[serde(default)]
+    pub tcp: Vec<SocketAddr>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        let loopback: SocketAddr = ([127, 0, 0, 1], 5353).into();
+        ServerConfig {
+            udp: vec![loopback],
+            tcp: vec![loopback],
+        }
+    }
+}
+
+/// `[upstream]`: the resolvers allowed queries are forwarded to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `ip:port` of each upstream, tried in order.
+    #[serde(default)]
+    pub servers: Vec<SocketAddr>,
+}
+
+/// `[categories.NAME]`: one or more list sources under one name.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryConfig {
+    /// List files (any supported format, optionally `.gz`) or UT1 category folders.
+    #[serde(default)]
+    pub lists: Vec<Spanned<String>>,
+    /// Shown to admins and reviewers.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// How strictly search engines are forced into safe mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SafeSearchLevel {
+    /// Google, Bing and DuckDuckGo safe search, YouTube strict restricted mode.
+    #[default]
+    Strict,
+    /// As strict, but YouTube's moderate restricted mode.
+    Moderate,
+    /// No rewriting.
+    Off,
+}
+
+/// `[profiles.NAME]`: what one age group may reach.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Categories blocked for this profile.
+    #[serde(default)]
+    pub block: Vec<Spanned<String>>,
+    /// Categories never blocked for this profile; an allowed name wins over every block.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// Safe-search enforcement.
+    #[serde(default)]
+    pub safe_search: SafeSearchLevel,
+    /// `"nxdomain"`, `"null"` or the IPv4/IPv6 address of a block page.
+    #[serde(default = "default_answer")]
+    pub answer: Spanned<String>,
+    /// Answer NXDOMAIN for the names browsers and phones use to switch filtering off
+    /// (Firefox's DoH canary, iCloud Private Relay).
+    #[serde(default = "default_true")]
+    pub bypass_protection: bool,
+    /// Shown to admins.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn default_answer() -> Spanned<String> {
+    Spanned::new(0..0, "nxdomain".to_string())
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[[schools]]`: one school and the networks its devices query from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchoolConfig {
+    /// Stable identifier used in hit records and reviewer roles.
+    pub id: Spanned<String>,
+    /// Display name (UTF-8, e.g. Vietnamese).
+    pub name: String,
+    /// CIDR networks; the longest matching prefix over all schools wins.
+    pub networks: Vec<Spanned<String>>,
+    /// Profile for clients in these networks.
+    pub profile: Spanned<String>,
+    /// More specific networks of this school with another profile (`"10.1.9.0/24" = "staff"`).
+    #[serde(default)]
+    pub subnets: BTreeMap<String, Spanned<String>>,
+}
+
+/// `[defaults]`: clients outside every school network.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsConfig {
+    /// Profile for unknown networks. Absent (the default): they are refused, so schooldns is
+    /// never an open resolver.
+    #[serde(default)]
+    pub profile: Option<Spanned<String>>,
+}
+
+/// `[hitlog]`: where policy hits are stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HitlogConfig {
+    /// SQLite file.
+    #[serde(default = "default_hitlog_path")]
+    pub path: PathBuf,
+}
+
+fn default_hitlog_path() -> PathBuf {
+    PathBuf::from("data/hits.sqlite")
+}
+
+impl Default for HitlogConfig {
+    fn default() -> HitlogConfig {
+        HitlogConfig {
+            path: default_hitlog_path(),
+        }
+    }
+}
+
+/// A parsed config together with its text, so later checks can point at lines.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The parsed values.
+    pub config: Config,
+    /// The file it came from.
+    pub source: SourceText,
+}
+
+impl LoadedConfig {
+    /// Reads and parses a config file. Syntax errors, unknown keys and wrongly typed values
+    /// come back with file, line and key.
+    pub fn read(path: &Path) -> Result<LoadedConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read config: {e}"),
+        })?;
+        LoadedConfig::parse(path, text)
+    }
+
+    /// Parses config text that claims to come from `path`.
+    pub fn parse(path: &Path, text: String) -> Result<LoadedConfig, ConfigError> {
+        let source = SourceText::new(path, text);
+        let config = toml::from_str(&source.text).map_err(|e| source.from_toml(&e))?;
+        Ok(LoadedConfig { config, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../../config/schooldns.toml");
+
+    #[test]
+    fn shipped_config_parses() {
+        let loaded = LoadedConfig::parse(Path::new("config/schooldns.toml"), SHIPPED.into())
+            .expect("shipped config parses");
+        assert!(loaded.config.profiles.len() >= 4);
+        assert!(!loaded.config.schools.is_empty());
+    }
+
+    /// Adds a bogus key to every table of the shipped config in turn: each must be rejected
+    /// with that key's name and line.
+    #[test]
+    fn unknown_keys_are_rejected_in_every_table() {
+        let lines: Vec<&str> = SHIPPED.lines().collect();
+        let mut tables = 0;
+        for (i, line) in lines.iter().enumerate() {
+            if !line.trim_start().starts_with('[') {
+                continue;
+            }
+            tables += 1;
+            let mut edited = lines.clone();
+            edited.insert(i + 1, "bogus_key = 1");
+            let text = edited.join("\n");
+            let err = LoadedConfig::parse(Path::new("c.toml"), text).unwrap_err();
+            assert_eq!(err.line, i + 2, "{err}");
+            assert!(err.key.ends_with("bogus_key"), "{err}");
+            assert!(err.message.contains("unknown field"), "{err}");
+        }
+        assert!(tables >= 10);
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let err = LoadedConfig::parse(
+            Path::new("c.toml"),
+            "[server]\nudp = [\"not an address\"]\n".into(),
+        )
+        .unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (2, "server.udp"), "{err}");
+    }
+}

@@ -1,0 +1,32 @@
+//! schooldns: a safe-browsing filtering DNS resolver for school networks and student devices.
+//!
+//! The crate is a library with a thin binary (`src/main.rs`). Modules, by what they own:
+//!
+//! - [`config`]: the TOML file admins write; raw serde structs and located errors.
+//! - [`lists`]: blocklist parsers, one per format, pure and line-based; file reading.
+//! - [`name`]: the one domain-name normalisation everything agrees on.
+//! - [`policy`]: config + lists compiled into one immutable [`policy::Policy`] that decides, for
+//!   a client address and a name, allow / block / rewrite / refuse, and says why.
+//! - [`cli`]: the `schooldns` commands (`check`, `explain`).
+//!
+//! `policy` and `lists` use no tokio, sockets or hickory types: they take a normalised name and
+//! an address and return a decision, so they are tested and benchmarked on their own.
+//!
+//! # One query's path
+//! 1. A front end receives a query; hickory drops short packets and responses.
+//! 2. The handler loads the policy snapshot once (`SharedPolicy::load`).
+//! 3. The source address selects school and profile (longest prefix), or the query is refused.
+//! 4. The qname becomes a [`name::QueryName`] once.
+//! 5. [`policy::Policy::decide`] answers: allow-list, then blocked categories, then bypass
+//!    protection, then safe search, then allow. Pure, lock-free, allocation-free.
+//! 6. Blocks are answered from the profile's block answer and recorded in the hit log.
+//! 7. Allowed names go to the cache, then upstream; rewrites resolve their target.
+//! 8. The response echoes id, question and flags.
+//! 9. Counters are updated on every exit path.
+//! 10. Reloads, log writes and list downloads happen beside the path, never on it.
+
+pub mod cli;
+pub mod config;
+pub mod lists;
+pub mod name;
+pub mod policy;

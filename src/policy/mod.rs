@@ -1,0 +1,355 @@
+//! The compiled policy: one immutable value answering "for this client and this name, what
+//! happens, and why?".
+//!
+//! A [`Policy`] holds every category's list tables, the network table, the profiles and a bloom
+//! filter over all listed names. It is built by [`compile`] off the hot path and is meant to
+//! sit behind one `ArcSwap` ([`SharedPolicy`]); a query loads it once and sees one consistent
+//! policy. [`Policy::decide`] takes no lock, does no I/O and allocates nothing.
+//!
+//! Precedence for a client whose network (or the default profile) selects a profile:
+//! 1. an allow rule for the name or any parent (an allowed category, `@@`, RPZ passthru) wins
+//!    over every block, but not over safe search;
+//! 2. otherwise the most specific block rule of a blocked category blocks;
+//! 3. otherwise bypass names (DoH canary, iCloud Private Relay) get NXDOMAIN;
+//! 4. otherwise safe-search names are rewritten;
+//! 5. otherwise the name is allowed.
+//!
+//! This module must not use tokio, sockets or hickory types: it is tested and benchmarked alone.
+
+pub mod bloom;
+pub mod compile;
+pub mod decision;
+pub mod matcher;
+pub mod networks;
+pub mod profiles;
+pub mod safesearch;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::lists::{Action, ParseReport};
+use crate::name::QueryName;
+
+pub use compile::{CompileError, Compiler, compile};
+pub use decision::{BlockAnswer, Decision, Explanation, Rule, RuleInfo, RuleSource, Verdict};
+
+use bloom::Bloom;
+use matcher::{DomainTable, name_hash};
+use networks::{NetworkTarget, Networks};
+use profiles::{Profile, Role};
+
+/// The live policy: swapped whole on reload, loaded once per query.
+pub type SharedPolicy = arc_swap::ArcSwap<Policy>;
+
+/// One list file, compiled. Shared (by `Arc`) between a policy and its successor when the file
+/// did not change, so a reload only pays for what changed.
+#[derive(Debug)]
+pub struct CompiledList {
+    /// The file.
+    pub path: PathBuf,
+    /// Its names.
+    pub table: DomainTable,
+    /// What parsing it found.
+    pub report: ParseReport,
+    /// Size and modification time when read; equal stamps mean the file can be reused.
+    pub stamp: compile::FileStamp,
+}
+
+/// A category in compiled form.
+#[derive(Debug)]
+pub struct Category {
+    /// Config name.
+    pub name: String,
+    /// Description from the config.
+    pub description: Option<String>,
+    /// Indices of its list files.
+    pub lists: Vec<u32>,
+    /// URL rules of UT1 folders, which DNS cannot apply (reported, not used).
+    pub url_rules: u64,
+}
+
+/// A school in compiled form.
+#[derive(Debug, Clone)]
+pub struct School {
+    /// Stable id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Default profile index.
+    pub profile: u32,
+    /// Its networks and subnets (for display), with the profile index of each.
+    pub networks: Vec<(ipnet::IpNet, u32)>,
+}
+
+/// The compiled policy.
+#[derive(Debug)]
+pub struct Policy {
+    categories: Vec<Category>,
+    lists: Vec<Arc<CompiledList>>,
+    profiles: Vec<Profile>,
+    schools: Vec<School>,
+    networks: Networks,
+    default_profile: Option<u32>,
+    bloom: Bloom,
+    /// Identifies this policy's rules: a hash over every list's path and stamp and the config.
+    version: u64,
+}
+
+impl Policy {
+    /// Decides for a client address: the network selects school and profile, then the name is
+    /// judged by that profile. Unknown networks are refused unless a default profile is set.
+    #[inline]
+    pub fn decide(&self, client: IpAddr, name: &QueryName) -> Decision {
+        let (school, profile) = match self.networks.lookup(client) {
+            Some(NetworkTarget { school, profile }) => (Some(school), profile),
+            None => match self.default_profile {
+                Some(profile) => (None, profile),
+                None => {
+                    return Decision {
+                        verdict: Verdict::Refuse,
+                        school: None,
+                        profile: None,
+                        rule: Some(Rule {
+                            source: RuleSource::UnknownNetwork,
+                            offset: 0,
+                            scope: crate::lists::Scope::Exact,
+                            allows: false,
+                        }),
+                        overridden: None,
+                    };
+                }
+            },
+        };
+        let mut decision = self.decide_for_profile(profile, name);
+        decision.school = school;
+        decision
+    }
+
+    /// Judges a name for a profile (by index), for callers that identify the profile
+    /// another way (a family token).
+    pub fn decide_for_profile(&self, profile_index: u32, name: &QueryName) -> Decision {
+        let profile = &self.profiles[profile_index as usize];
+        let mut allow: Option<Rule> = None;
+        let mut block: Option<Rule> = None;
+        for skip in 0..name.label_count() {
+            let hash = name_hash(name.suffix(skip));
+            if !self.bloom.may_contain(hash) {
+                continue;
+            }
+            let below = skip > 0;
+            let offset = name.suffix_offset(skip) as u8;
+            for probe in &profile.probes {
+                let Some(meta) = self.lists[probe.list as usize].table.get(hash) else {
+                    continue;
+                };
+                let source = RuleSource::List {
+                    category: probe.category,
+                    list: probe.list,
+                    line: meta.line(),
+                };
+                let allows = match probe.role {
+                    Role::Allow => {
+                        meta.applies(Action::Allow, below) || meta.applies(Action::Block, below)
+                    }
+                    Role::Block => meta.applies(Action::Allow, below),
+                };
+                if allows {
+                    if allow.is_none() {
+                        let action = if meta.applies(Action::Allow, below) {
+                            Action::Allow
+                        } else {
+                            Action::Block
+                        };
+                        allow = Some(Rule {
+                            source,
+                            offset,
+                            scope: meta.scope(action),
+                            allows: true,
+                        });
+                    }
+                } else if probe.role == Role::Block
+                    && block.is_none()
+                    && meta.applies(Action::Block, below)
+                {
+                    block = Some(Rule {
+                        source,
+                        offset,
+                        scope: meta.scope(Action::Block),
+                        allows: false,
+                    });
+                }
+            }
+        }
+        let safe_search = || {
+            safesearch::rewrite_target(name.as_bytes(), profile.safe_search).map(|target| {
+                (
+                    Verdict::Rewrite(target),
+                    Rule {
+                        source: RuleSource::SafeSearch,
+                        offset: 0,
+                        scope: crate::lists::Scope::Exact,
+                        allows: false,
+                    },
+                )
+            })
+        };
+        let (verdict, rule, overridden) = if let Some(allow) = allow {
+            match safe_search() {
+                Some((verdict, rule)) => (verdict, Some(rule), block),
+                None => (Verdict::Allow, Some(allow), block),
+            }
+        } else if let Some(block) = block {
+            (Verdict::Block(profile.answer), Some(block), None)
+        } else if profile.bypass_protection
+            && safesearch::BYPASS_NAMES
+                .iter()
+                .any(|n| n.as_bytes() == name.as_bytes())
+        {
+            let rule = Rule {
+                source: RuleSource::BypassProtection,
+                offset: 0,
+                scope: crate::lists::Scope::Exact,
+                allows: false,
+            };
+            (Verdict::Block(BlockAnswer::Nxdomain), Some(rule), None)
+        } else if let Some((verdict, rule)) = safe_search() {
+            (verdict, Some(rule), None)
+        } else {
+            (Verdict::Allow, None, None)
+        };
+        Decision {
+            verdict,
+            school: None,
+            profile: Some(profile_index),
+            rule,
+            overridden,
+        }
+    }
+
+    /// Turns a decision into its printable form.
+    pub fn explain(&self, client: IpAddr, name: &QueryName, decision: &Decision) -> Explanation {
+        let school = decision.school.map(|s| &self.schools[s as usize]);
+        let rule = decision.rule.and_then(|r| self.rule_info(name, &r));
+        Explanation {
+            name: name.as_str().to_string(),
+            client,
+            decision: decision.verdict.as_str(),
+            school: school.map(|s| s.id.clone()),
+            school_name: school.map(|s| s.name.clone()),
+            profile: decision
+                .profile
+                .map(|p| self.profiles[p as usize].name.clone()),
+            category: rule.as_ref().map(|r| r.category.clone()),
+            rule,
+            overridden: decision.overridden.and_then(|r| self.rule_info(name, &r)),
+            answer: match decision.verdict {
+                Verdict::Block(answer) => Some(answer.as_string()),
+                _ => None,
+            },
+            rewrite: match decision.verdict {
+                Verdict::Rewrite(target) => Some(target),
+                _ => None,
+            },
+        }
+    }
+
+    fn rule_info(&self, name: &QueryName, rule: &Rule) -> Option<RuleInfo> {
+        let entry = rule.scope.render(&name.as_str()[rule.offset as usize..]);
+        let kind = if rule.allows { "allow" } else { "block" };
+        match rule.source {
+            RuleSource::List {
+                category,
+                list,
+                line,
+            } => Some(RuleInfo {
+                kind,
+                category: self.categories[category as usize].name.clone(),
+                list: Some(self.lists[list as usize].path.display().to_string()),
+                line: Some(line),
+                entry,
+            }),
+            RuleSource::BypassProtection => Some(RuleInfo {
+                kind,
+                category: "bypass-protection".into(),
+                list: None,
+                line: None,
+                entry,
+            }),
+            RuleSource::SafeSearch => Some(RuleInfo {
+                kind: "rewrite",
+                category: "safe-search".into(),
+                list: None,
+                line: None,
+                entry,
+            }),
+            RuleSource::UnknownNetwork => None,
+        }
+    }
+
+    /// Categories in config order (by name).
+    pub fn categories(&self) -> &[Category] {
+        &self.categories
+    }
+
+    /// Compiled list files.
+    pub fn lists(&self) -> &[Arc<CompiledList>] {
+        &self.lists
+    }
+
+    /// Profiles by index.
+    pub fn profiles(&self) -> &[Profile] {
+        &self.profiles
+    }
+
+    /// Schools by index.
+    pub fn schools(&self) -> &[School] {
+        &self.schools
+    }
+
+    /// The default profile for unknown networks.
+    pub fn default_profile(&self) -> Option<&Profile> {
+        self.default_profile.map(|p| &self.profiles[p as usize])
+    }
+
+    /// Index of a profile by name.
+    pub fn profile_index(&self, name: &str) -> Option<u32> {
+        self.profiles
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| i as u32)
+    }
+
+    /// Identifies the rules in force (changes whenever any list or the config changes).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Distinct names per category (a name in two files of one category counts twice).
+    pub fn category_entries(&self, category: &Category) -> u64 {
+        category
+            .lists
+            .iter()
+            .map(|&l| self.lists[l as usize].table.len() as u64)
+            .sum()
+    }
+
+    /// Merged parse report of a category's files.
+    pub fn category_report(&self, category: &Category) -> ParseReport {
+        let mut report = ParseReport::default();
+        for &l in &category.lists {
+            report.merge(&self.lists[l as usize].report);
+        }
+        report
+    }
+
+    /// Heap bytes held by the matching structures (tables and bloom filter).
+    pub fn matcher_bytes(&self) -> usize {
+        self.bloom.heap_bytes()
+            + self
+                .lists
+                .iter()
+                .map(|l| l.table.heap_bytes())
+                .sum::<usize>()
+    }
+}

@@ -1,0 +1,46 @@
+//! An age profile in compiled form: which list tables to probe, in which role.
+
+use crate::config::SafeSearchLevel;
+
+use super::decision::BlockAnswer;
+
+/// Whether a category's entries block or allow for a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The category is in the profile's `block` set; its `@@`/passthru entries still allow.
+    Block,
+    /// The category is in the profile's `allow` set: every entry allows.
+    Allow,
+}
+
+/// One list table a profile consults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Index of the list in the policy.
+    pub list: u32,
+    /// Index of its category.
+    pub category: u32,
+    /// Role of that category for this profile.
+    pub role: Role,
+}
+
+/// A compiled age profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Config name (`primary`, `staff`, …).
+    pub name: String,
+    /// Description from the config.
+    pub description: Option<String>,
+    /// Blocked categories (indices).
+    pub block: Vec<u32>,
+    /// Allowed categories (indices).
+    pub allow: Vec<u32>,
+    /// Safe-search level.
+    pub safe_search: SafeSearchLevel,
+    /// How blocks are answered.
+    pub answer: BlockAnswer,
+    /// Whether bypass names are answered NXDOMAIN.
+    pub bypass_protection: bool,
+    /// Every list of every blocked or allowed category.
+    pub probes: Vec<Probe>,
+}
