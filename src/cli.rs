@@ -213,8 +213,8 @@ fn explain(path: &Path, names: &[String], client: IpAddr, json: bool) -> anyhow:
 fn describe_rule(rule: &RuleInfo) -> String {
     match (&rule.list, rule.line) {
         (Some(list), Some(line)) => format!(
-            "{} {}: category {}, {list}:{line}, entry {}",
-            rule.kind, rule.entry, rule.category, rule.entry
+            "{} by category {}: {list}:{line}, entry {}",
+            rule.kind, rule.category, rule.entry
         ),
         _ => format!("{} {} (built-in {})", rule.kind, rule.entry, rule.category),
     }

@@ -1,0 +1,249 @@
+//! The real `schooldns` binary: `check` and `explain`, good and bad configs.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use crate::common::{District, repo_root};
+
+fn schooldns(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_schooldns"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("run schooldns")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_reports_schools_profiles_and_categories_of_the_shipped_config() {
+    let out = schooldns(&["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for want in [
+        "config/schooldns.toml: OK",
+        "th-kim-dong — Trường Tiểu học Kim Đồng",
+        "10.1.9.0/24 → staff",
+        "lower-secondary",
+        "education",
+        "(any other network) → refused",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    // A skipped line is shown with file:line and reason.
+    assert!(
+        text.contains("blocklists/ut1/dating/domains:27: IP address, not a domain name"),
+        "{text}"
+    );
+}
+
+fn explain_json(args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["explain", "--json"];
+    all.extend_from_slice(args);
+    let out = schooldns(&all);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+#[test]
+fn explain_json_gives_decision_school_profile_category_and_rule() {
+    let rows = explain_json(&[
+        "--client",
+        "10.1.2.3",
+        "phishing-test.schooldns.invalid",
+        "wikipedia.org",
+        "www.google.com",
+        "unlisted.example",
+    ]);
+    assert_eq!(rows.len(), 4);
+    let block = &rows[0];
+    assert_eq!(block["decision"], "block");
+    assert_eq!(block["school"], "th-kim-dong");
+    assert_eq!(block["profile"], "primary");
+    assert_eq!(block["category"], "phishing");
+    assert_eq!(block["rule"]["list"], "blocklists/phishing.txt");
+    assert_eq!(block["rule"]["line"], 4);
+    assert_eq!(block["rule"]["entry"], "phishing-test.schooldns.invalid");
+    assert_eq!(rows[1]["decision"], "allow");
+    assert_eq!(rows[1]["category"], "education");
+    assert_eq!(rows[2]["decision"], "rewrite");
+    assert_eq!(rows[2]["rewrite"], "forcesafesearch.google.com");
+    assert_eq!(rows[3]["decision"], "allow");
+    assert!(rows[3]["rule"].is_null());
+
+    let refused = explain_json(&["--client", "203.0.113.9", "wikipedia.org"]);
+    assert_eq!(refused[0]["decision"], "refuse");
+    assert!(refused[0]["school"].is_null());
+}
+
+#[test]
+fn explain_reads_names_from_standard_input() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_schooldns"))
+        .args(["explain", "-", "--client", "10.1.9.5"])
+        .current_dir(repo_root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"phishing-test.schooldns.invalid\r\n\nwww.fake-login.schooldns.invalid\nfacebook.com\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.matches("decision:  block").count(), 2, "{text}");
+    // Staff subnet: social media is not blocked for teachers.
+    assert!(
+        text.contains("facebook.com\n  client:    10.1.9.5 → school th-kim-dong"),
+        "{text}"
+    );
+    assert!(text.contains("profile staff"), "{text}");
+    assert!(text.contains("blocklists/phishing.txt:5"), "{text}");
+}
+
+#[test]
+fn explain_reports_invalid_names_and_exits_non_zero() {
+    let out = schooldns(&["explain", "--client", "10.1.2.3", "bad..name", "ok.example"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("bad..name\n  error: not a domain name: empty label"),
+        "{text}"
+    );
+    assert!(text.contains("ok.example\n"), "{text}");
+}
+
+/// Runs `check` on a config written into a temporary district and returns stderr.
+fn check_fails(d: &District, config: &str) -> String {
+    let path = d.config(config);
+    let out = schooldns(&["check", "--config", path.to_str().unwrap()]);
+    assert!(
+        !out.status.success(),
+        "expected failure, got:\n{}",
+        stdout(&out)
+    );
+    assert_eq!(out.status.code(), Some(2));
+    stderr(&out)
+}
+
+const BASE: &str = r#"
+[categories.adult]
+lists = ["@/adult.txt"]
+[profiles.primary]
+block = ["adult"]
+[[schools]]
+id = "a"
+name = "School A"
+networks = ["10.1.0.0/16"]
+profile = "primary"
+"#;
+
+#[test]
+fn bad_configs_name_file_line_and_key() {
+    let d = District::new();
+    d.write("adult.txt", "porn.example\n");
+    let file = d.path("schooldns.toml").display().to_string();
+
+    let err = check_fails(
+        &d,
+        &format!("{BASE}\n[hitlog]\npath = \"x\"\nretention = 3\n"),
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:14:1: hitlog.retention: unknown field `retention`"
+        )),
+        "{err}"
+    );
+
+    let err = check_fails(
+        &d,
+        &BASE.replace("block = [\"adult\"]", "block = [\"adult\", \"gamblin\"]"),
+    );
+    assert!(
+        err.contains(&format!("{file}:5:"))
+            && err.contains("profiles.primary.block: unknown category \"gamblin\" (known: adult)"),
+        "{err}"
+    );
+
+    let two_schools = format!(
+        "{BASE}\n[[schools]]\nid = \"b\"\nname = \"School B\"\nnetworks = [\"10.1.0.0/16\"]\nprofile = \"primary\"\n"
+    );
+    let err = check_fails(&d, &two_schools);
+    assert!(
+        err.contains(&format!("{file}:15:"))
+            && err.contains(
+                "schools[1].networks: network 10.1.0.0/16 is already claimed by school \"a\""
+            ),
+        "{err}"
+    );
+
+    let err = check_fails(&d, &BASE.replace("@/adult.txt", "@/missing.txt"));
+    assert!(
+        err.contains(&format!("{file}:3:"))
+            && err.contains("categories.adult.lists: cannot read list")
+            && err.contains("missing.txt"),
+        "{err}"
+    );
+
+    let err = check_fails(
+        &d,
+        &BASE.replace("profile = \"primary\"", "profile = \"primry\""),
+    );
+    assert!(
+        err.contains("schools[0].profile: unknown profile \"primry\""),
+        "{err}"
+    );
+
+    let err = check_fails(
+        &d,
+        &BASE.replace(
+            "block = [\"adult\"]",
+            "block = [\"adult\"]\nanswer = \"sinkhole\"",
+        ),
+    );
+    assert!(
+        err.contains("profiles.primary.answer: \"sinkhole\" is not"),
+        "{err}"
+    );
+
+    let err = check_fails(&d, &BASE.replace("10.1.0.0/16", "10.1.0.0/33"));
+    assert!(
+        err.contains("schools[0].networks: \"10.1.0.0/33\" is not a CIDR network"),
+        "{err}"
+    );
+
+    let err = check_fails(
+        &d,
+        &format!("{BASE}\nsubnets = {{ \"10.9.0.0/24\" = \"primary\" }}\n"),
+    );
+    assert!(
+        err.contains("subnet 10.9.0.0/24 is not inside any of this school's networks"),
+        "{err}"
+    );
+
+    let err = check_fails(&d, "[server]\nudp = [\"127.0.0.1\"]\n");
+    assert!(
+        err.contains(&format!("{file}:2:")) && err.contains("server.udp"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let out = schooldns(&["check", "--config", "/nonexistent/schooldns.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/nonexistent/schooldns.toml: cannot read config"));
+}

@@ -1,0 +1,12 @@
+//! Integration tests: one binary, one module per area.
+//!
+//! - `parsers`: every list format on real excerpts in `tests/fixtures/`.
+//! - `policy`: decision semantics on real list files written to temporary folders.
+//! - `cli`: the real `schooldns` binary, good and bad configs.
+//! - `shipped`: the shipped config and every shipped blocklist.
+
+mod cli;
+mod common;
+mod parsers;
+mod policy;
+mod shipped;

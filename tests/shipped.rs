@@ -1,0 +1,69 @@
+//! The shipped config and every shipped blocklist load, and the demo behaves as documented.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use schooldns::config::LoadedConfig;
+use schooldns::policy::compile;
+
+use crate::common::{explain, repo_root};
+
+fn shipped_policy() -> schooldns::policy::Policy {
+    let root = repo_root();
+    let mut loaded = LoadedConfig::read(&root.join("config/schooldns.toml")).unwrap();
+    for cat in loaded.config.categories.values_mut() {
+        for list in &mut cat.lists {
+            *list.get_mut() = root.join(list.get_ref()).display().to_string();
+        }
+    }
+    compile(&loaded).unwrap()
+}
+
+#[test]
+fn every_shipped_blocklist_is_used_by_the_shipped_config() {
+    let policy = shipped_policy();
+    let used: BTreeSet<PathBuf> = policy
+        .lists()
+        .iter()
+        .map(|l| l.path.strip_prefix(repo_root()).unwrap().to_path_buf())
+        .collect();
+    let mut shipped = BTreeSet::new();
+    let mut stack = vec![repo_root().join("blocklists")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !["README.md", "urls", "usage"].contains(&name.as_str()) {
+                shipped.insert(path.strip_prefix(repo_root()).unwrap().to_path_buf());
+            }
+        }
+    }
+    assert_eq!(used, shipped);
+    for list in policy.lists() {
+        assert!(!list.table.is_empty(), "{}", list.path.display());
+    }
+}
+
+#[test]
+fn the_demo_district_decides_as_documented() {
+    let p = shipped_policy();
+    let cases = [
+        ("127.0.0.1", "phishing-test.schooldns.invalid", "block"),
+        ("127.0.0.1", "facebook.com", "block"),
+        ("127.0.0.1", "youtubekids.com", "allow"),
+        ("127.0.0.1", "dns.google", "block"),
+        ("127.0.0.1", "forcesafesearch.google.com", "allow"),
+        ("127.0.0.1", "www.google.com", "rewrite"),
+        ("127.0.0.1", "vi.wikipedia.org", "allow"),
+        ("10.1.9.1", "facebook.com", "allow"),
+        ("10.3.0.1", "facebook.com", "allow"),
+        ("10.2.0.1", "facebook.com", "block"),
+        ("::1", "use-application-dns.net", "block"),
+        ("192.0.2.1", "wikipedia.org", "refuse"),
+    ];
+    for (client, name, want) in cases {
+        assert_eq!(explain(&p, client, name).decision, want, "{client} {name}");
+    }
+}
