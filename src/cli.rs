@@ -121,23 +121,22 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     }
     writeln!(out, "\ncategories ({}):", policy.categories().len())?;
     for c in policy.categories() {
-        let report = policy.category_report(c);
+        let report = c.report();
         writeln!(
             out,
             "  {:<16} {:>9} entries  {:>6} skipped  {:>6} unsupported  ({} files)",
             c.name,
-            policy.category_entries(c),
+            c.entries(),
             report.rejected,
             report.unsupported + c.url_rules,
-            c.lists.len()
+            c.compiled.files.len()
         )?;
-        for &l in &c.lists {
-            let list = &policy.lists()[l as usize];
-            for s in &list.report.samples {
+        for file in &c.compiled.files {
+            for s in &file.report.samples {
                 writeln!(
                     out,
                     "      {}:{}: {}: {}",
-                    list.path.display(),
+                    file.path.display(),
                     s.line,
                     s.problem,
                     s.text

@@ -277,7 +277,7 @@ fn bypass_protection_is_on_for_students_and_off_where_disabled() {
 }
 
 #[test]
-fn unchanged_lists_are_shared_with_the_next_policy() {
+fn unchanged_categories_are_shared_with_the_next_policy() {
     let d = district();
     let mut compiler = Compiler::default();
     let first = compiler.compile(&d.load()).unwrap();
@@ -287,17 +287,11 @@ fn unchanged_lists_are_shared_with_the_next_policy() {
         "casino.example\n*.bet.example\nnewcasino.example\n",
     );
     let second = compiler.compile(&d.load()).unwrap();
-    let path_of = |p: &schooldns::policy::Policy, suffix: &str| {
-        Arc::clone(p.lists().iter().find(|l| l.path.ends_with(suffix)).unwrap())
+    let category = |p: &schooldns::policy::Policy, name: &str| {
+        Arc::clone(&p.categories().iter().find(|c| c.name == name).unwrap().compiled)
     };
-    assert!(Arc::ptr_eq(
-        &path_of(&first, "adult.hosts"),
-        &path_of(&second, "adult.hosts")
-    ));
-    assert!(!Arc::ptr_eq(
-        &path_of(&first, "gambling.txt"),
-        &path_of(&second, "gambling.txt")
-    ));
+    assert!(Arc::ptr_eq(&category(&first, "adult"), &category(&second, "adult")));
+    assert!(!Arc::ptr_eq(&category(&first, "gambling"), &category(&second, "gambling")));
     assert_eq!(
         explain(&first, PRIMARY, "newcasino.example").decision,
         "allow"
@@ -322,7 +316,7 @@ fn bad_list_lines_are_counted_and_never_abort_the_load() {
         .iter()
         .find(|c| c.name == "gambling")
         .unwrap();
-    let report = p.category_report(cat);
+    let report = cat.report();
     assert_eq!((report.accepted, report.rejected), (2, 3));
     let lines: Vec<u32> = report.samples.iter().map(|s| s.line).collect();
     assert_eq!(lines, [2, 3, 4]);

@@ -23,9 +23,10 @@ fn shipped_policy() -> schooldns::policy::Policy {
 fn every_shipped_blocklist_is_used_by_the_shipped_config() {
     let policy = shipped_policy();
     let used: BTreeSet<PathBuf> = policy
-        .lists()
+        .categories()
         .iter()
-        .map(|l| l.path.strip_prefix(repo_root()).unwrap().to_path_buf())
+        .flat_map(|c| c.compiled.files.iter())
+        .map(|f| f.path.strip_prefix(repo_root()).unwrap().to_path_buf())
         .collect();
     let mut shipped = BTreeSet::new();
     let mut stack = vec![repo_root().join("blocklists")];
@@ -41,8 +42,11 @@ fn every_shipped_blocklist_is_used_by_the_shipped_config() {
         }
     }
     assert_eq!(used, shipped);
-    for list in policy.lists() {
-        assert!(!list.table.is_empty(), "{}", list.path.display());
+    for category in policy.categories() {
+        assert!(category.entries() > 0, "{}", category.name);
+        for file in &category.compiled.files {
+            assert!(file.report.accepted > 0, "{}", file.path.display());
+        }
     }
 }
 

@@ -5,9 +5,10 @@
 //! allowed, bad networks, a network claimed twice, unreadable list files. Bad lines inside a
 //! list are not errors; they are counted in the list's report.
 //!
-//! A [`Compiler`] remembers the list files of its last policy. A file whose size and
-//! modification time are unchanged is shared with the new policy instead of being parsed
-//! again, so a reload after editing one small list costs that list, in time and in memory.
+//! A [`Compiler`] remembers the categories of its last policy. A category whose files all have
+//! the same size, modification time and inode as before is shared with the new policy instead
+//! of being parsed again, so a reload after editing one small list costs that list's category,
+//! in time and in memory.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -17,13 +18,13 @@ use std::time::SystemTime;
 
 use ipnet::IpNet;
 
-use super::bloom::Bloom;
+use super::bloom::NameFilter;
 use super::decision::BlockAnswer;
-use super::matcher::DomainTableBuilder;
+use super::matcher::{DomainTableBuilder, MAX_FILES};
 use super::networks::{NetworkTarget, Networks};
 use super::profiles::{Probe, Profile, Role};
-use super::{Category, CompiledList, Policy, School};
-use crate::config::{ConfigError, LoadedConfig, SourceText};
+use super::{Category, CompiledCategory, CompiledFile, Policy, School};
+use crate::config::{ConfigError, LoadedConfig};
 use crate::lists::{self, ut1};
 
 /// Compilation fails only for configuration problems (a missing list file is one).
@@ -52,10 +53,10 @@ impl FileStamp {
     }
 }
 
-/// Compiles policies, reusing unchanged list files from the previous one.
+/// Compiles policies, reusing unchanged categories from the previous one.
 #[derive(Debug, Default)]
 pub struct Compiler {
-    previous: HashMap<PathBuf, Arc<CompiledList>>,
+    previous: HashMap<Vec<(PathBuf, FileStamp)>, Arc<CompiledCategory>>,
 }
 
 /// Compiles a config from scratch.
@@ -63,71 +64,100 @@ pub fn compile(loaded: &LoadedConfig) -> Result<Policy, CompileError> {
     Compiler::default().compile(loaded)
 }
 
-/// Reads and compiles one list file.
-pub fn compile_list(path: &Path, stamp: FileStamp) -> Result<CompiledList, lists::ListError> {
-    // Roughly one rule per 20 bytes of text (gzip: about 4:1); the vectors grow if not.
-    let ratio = if path.extension().is_some_and(|e| e == "gz") {
-        5
-    } else {
-        20
-    };
-    let estimate = (stamp.len / ratio).min(50_000_000) as usize;
-    let mut builder = DomainTableBuilder::with_capacity(estimate);
-    let report = lists::read_list(path, None, &mut |rule| {
-        builder.insert(rule.name, rule.line, rule.action, rule.scope)
-    })?;
-    Ok(CompiledList {
-        path: path.to_path_buf(),
+/// Reads a category's files into one table.
+pub fn compile_category(
+    files: &[(PathBuf, FileStamp)],
+) -> Result<CompiledCategory, lists::ListError> {
+    // Roughly one rule per 20 bytes of text (gzip: about 4:1). Capacity that is never written
+    // is never resident, so over-estimating costs address space, not memory.
+    let estimate: u64 = files
+        .iter()
+        .map(|(path, stamp)| {
+            let ratio = if path.extension().is_some_and(|e| e == "gz") { 5 } else { 20 };
+            stamp.len / ratio
+        })
+        .sum();
+    let mut builder = DomainTableBuilder::with_capacity(estimate.min(100_000_000) as usize);
+    let mut compiled = Vec::with_capacity(files.len());
+    for (index, (path, stamp)) in files.iter().enumerate() {
+        let file = index as u16;
+        let report = lists::read_list(path, None, &mut |rule| {
+            builder.insert(rule.name, file, rule.line, rule.action, rule.scope)
+        })?;
+        compiled.push(CompiledFile {
+            path: path.clone(),
+            report,
+            stamp: *stamp,
+        });
+    }
+    Ok(CompiledCategory {
+        files: compiled,
         table: builder.build(),
-        report,
-        stamp,
     })
 }
 
-struct Build<'a> {
-    source: &'a SourceText,
-    lists: Vec<Arc<CompiledList>>,
-    list_index: HashMap<PathBuf, u32>,
-}
-
 impl Compiler {
-    /// Compiles `loaded`; on success, remembers its lists for the next call.
+    /// Compiles `loaded`; on success, remembers its categories for the next call.
     pub fn compile(&mut self, loaded: &LoadedConfig) -> Result<Policy, CompileError> {
         let config = &loaded.config;
         let source = &loaded.source;
-        let mut build = Build {
-            source,
-            lists: Vec::new(),
-            list_index: HashMap::new(),
-        };
 
         let mut categories = Vec::new();
+        let mut kept = HashMap::new();
         for (name, cat) in &config.categories {
             let key = format!("categories.{name}.lists");
-            let mut category = Category {
-                name: name.clone(),
-                description: cat.description.clone(),
-                lists: Vec::new(),
-                url_rules: 0,
-            };
+            let mut url_rules = 0;
+            let mut files: Vec<(PathBuf, FileStamp)> = Vec::new();
             for list in &cat.lists {
                 let path = PathBuf::from(list.get_ref());
-                let files = if path.is_dir() {
-                    category.url_rules += ut1::url_rule_count(&path);
+                let paths = if path.is_dir() {
+                    url_rules += ut1::url_rule_count(&path);
                     ut1::domain_files(&path).map_err(|e| {
                         source.error_at(list.span(), &key, format!("{}: {e}", path.display()))
                     })?
                 } else {
                     vec![path]
                 };
-                for file in files {
-                    let index = self.list(&mut build, &file, list.span(), &key)?;
-                    if !category.lists.contains(&index) {
-                        category.lists.push(index);
+                for path in paths {
+                    let stamp = FileStamp::of(&path).map_err(|e| {
+                        source.error_at(
+                            list.span(),
+                            &key,
+                            format!("cannot read list {}: {e}", path.display()),
+                        )
+                    })?;
+                    if !files.iter().any(|(p, _)| p == &path) {
+                        files.push((path, stamp));
                     }
                 }
             }
-            categories.push(category);
+            if files.len() > MAX_FILES {
+                return Err(source.error(&key, format!("more than {MAX_FILES} list files")));
+            }
+            let compiled = match self.previous.get(&files) {
+                Some(previous) => Arc::clone(previous),
+                None => {
+                    let started = std::time::Instant::now();
+                    let compiled = compile_category(&files).map_err(|e| {
+                        let span = cat.lists.first().map_or(0..0, |l| l.span());
+                        source.error_at(span, &key, e.to_string())
+                    })?;
+                    tracing::debug!(
+                        category = %name,
+                        names = compiled.table.len(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "compiled category"
+                    );
+                    Arc::new(compiled)
+                }
+            };
+            kept.insert(files, Arc::clone(&compiled));
+            categories.push(Category {
+                name: name.clone(),
+                description: cat.description.clone(),
+                url_rules,
+                compiled,
+            });
         }
         let category_index = |name: &str| categories.iter().position(|c| c.name == name);
 
@@ -176,14 +206,8 @@ impl Compiler {
             })?;
             let mut probes = Vec::new();
             for (cats, role) in [(&allow, Role::Allow), (&block, Role::Block)] {
-                for &c in cats {
-                    for &list in &categories[c as usize].lists {
-                        probes.push(Probe {
-                            list,
-                            category: c,
-                            role,
-                        });
-                    }
+                for &category in cats {
+                    probes.push(Probe { category, role });
                 }
             }
             profiles.push(Profile {
@@ -304,75 +328,34 @@ impl Compiler {
             None => None,
         };
 
-        let total: usize = build.lists.iter().map(|l| l.table.len()).sum();
-        let bloom = Bloom::build(
+        let total: usize = categories.iter().map(Category::entries).sum();
+        let filter = NameFilter::build(
             total,
-            build
-                .lists
-                .iter()
-                .flat_map(|l| l.table.fingerprints().iter().copied()),
+            categories.iter().enumerate().flat_map(|(i, c)| {
+                c.compiled
+                    .table
+                    .fingerprints()
+                    .map(move |h| (h, i as u32))
+            }),
         );
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         source.text.hash(&mut hasher);
-        for list in &build.lists {
-            list.path.hash(&mut hasher);
-            list.stamp.hash(&mut hasher);
+        for category in &categories {
+            for file in &category.compiled.files {
+                file.path.hash(&mut hasher);
+                file.stamp.hash(&mut hasher);
+            }
         }
-        self.previous = build
-            .lists
-            .iter()
-            .map(|l| (l.path.clone(), Arc::clone(l)))
-            .collect();
+        self.previous = kept;
         Ok(Policy {
             categories,
-            lists: build.lists,
             profiles,
             schools,
             networks,
             default_profile,
-            bloom,
+            filter,
             version: hasher.finish(),
         })
-    }
-
-    /// The index of a list file in the policy being built, compiling or reusing it.
-    fn list(
-        &self,
-        build: &mut Build<'_>,
-        path: &Path,
-        span: std::ops::Range<usize>,
-        key: &str,
-    ) -> Result<u32, ConfigError> {
-        if let Some(&i) = build.list_index.get(path) {
-            return Ok(i);
-        }
-        let stamp = FileStamp::of(path).map_err(|e| {
-            build.source.error_at(
-                span.clone(),
-                key,
-                format!("cannot read list {}: {e}", path.display()),
-            )
-        })?;
-        let compiled = match self.previous.get(path) {
-            Some(prev) if prev.stamp == stamp => Arc::clone(prev),
-            _ => {
-                let started = std::time::Instant::now();
-                let list = compile_list(path, stamp)
-                    .map_err(|e| build.source.error_at(span.clone(), key, e.to_string()))?;
-                tracing::debug!(
-                    list = %path.display(),
-                    names = list.table.len(),
-                    rejected = list.report.rejected,
-                    ms = started.elapsed().as_millis() as u64,
-                    "compiled list"
-                );
-                Arc::new(list)
-            }
-        };
-        let index = build.lists.len() as u32;
-        build.lists.push(compiled);
-        build.list_index.insert(path.to_path_buf(), index);
-        Ok(index)
     }
 }
 

@@ -65,8 +65,8 @@ pub enum RuleSource {
     List {
         /// Index of the category in the policy.
         category: u32,
-        /// Index of the list file in the policy.
-        list: u32,
+        /// Index of the list file within the category.
+        file: u16,
         /// 1-based line.
         line: u32,
     },

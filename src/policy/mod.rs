@@ -1,8 +1,8 @@
 //! The compiled policy: one immutable value answering "for this client and this name, what
 //! happens, and why?".
 //!
-//! A [`Policy`] holds every category's list tables, the network table, the profiles and a bloom
-//! filter over all listed names. It is built by [`compile`] off the hot path and is meant to
+//! A [`Policy`] holds one name table per category, the network table, the profiles and bloom
+//! filters over all listed names. It is built by [`compile`] off the hot path and is meant to
 //! sit behind one `ArcSwap` ([`SharedPolicy`]); a query loads it once and sees one consistent
 //! policy. [`Policy::decide`] takes no lock, does no I/O and allocates nothing.
 //!
@@ -34,7 +34,7 @@ use crate::name::QueryName;
 pub use compile::{CompileError, Compiler, compile};
 pub use decision::{BlockAnswer, Decision, Explanation, Rule, RuleInfo, RuleSource, Verdict};
 
-use bloom::Bloom;
+use bloom::NameFilter;
 use matcher::{DomainTable, name_hash};
 use networks::{NetworkTarget, Networks};
 use profiles::{Profile, Role};
@@ -42,18 +42,26 @@ use profiles::{Profile, Role};
 /// The live policy: swapped whole on reload, loaded once per query.
 pub type SharedPolicy = arc_swap::ArcSwap<Policy>;
 
-/// One list file, compiled. Shared (by `Arc`) between a policy and its successor when the file
-/// did not change, so a reload only pays for what changed.
+/// One list file as read into a category.
 #[derive(Debug)]
-pub struct CompiledList {
+pub struct CompiledFile {
     /// The file.
     pub path: PathBuf,
-    /// Its names.
-    pub table: DomainTable,
     /// What parsing it found.
     pub report: ParseReport,
-    /// Size and modification time when read; equal stamps mean the file can be reused.
+    /// Size, modification time and inode when read.
     pub stamp: compile::FileStamp,
+}
+
+/// A category's names, compiled from all of its files into one table. Shared (by `Arc`)
+/// between a policy and its successor when none of its files changed, so a reload only pays
+/// for the categories that changed.
+#[derive(Debug)]
+pub struct CompiledCategory {
+    /// Its files, in config order; rules refer to them by index.
+    pub files: Vec<CompiledFile>,
+    /// Every name of every file.
+    pub table: DomainTable,
 }
 
 /// A category in compiled form.
@@ -63,10 +71,26 @@ pub struct Category {
     pub name: String,
     /// Description from the config.
     pub description: Option<String>,
-    /// Indices of its list files.
-    pub lists: Vec<u32>,
     /// URL rules of UT1 folders, which DNS cannot apply (reported, not used).
     pub url_rules: u64,
+    /// Its names.
+    pub compiled: Arc<CompiledCategory>,
+}
+
+impl Category {
+    /// Distinct names in the category.
+    pub fn entries(&self) -> usize {
+        self.compiled.table.len()
+    }
+
+    /// Merged parse report of the category's files.
+    pub fn report(&self) -> ParseReport {
+        let mut report = ParseReport::default();
+        for file in &self.compiled.files {
+            report.merge(&file.report);
+        }
+        report
+    }
 }
 
 /// A school in compiled form.
@@ -86,13 +110,12 @@ pub struct School {
 #[derive(Debug)]
 pub struct Policy {
     categories: Vec<Category>,
-    lists: Vec<Arc<CompiledList>>,
     profiles: Vec<Profile>,
     schools: Vec<School>,
     networks: Networks,
     default_profile: Option<u32>,
-    bloom: Bloom,
-    /// Identifies this policy's rules: a hash over every list's path and stamp and the config.
+    filter: NameFilter,
+    /// Identifies this policy's rules: a hash over the config text and every file's stamp.
     version: u64,
 }
 
@@ -134,18 +157,25 @@ impl Policy {
         let mut block: Option<Rule> = None;
         for skip in 0..name.label_count() {
             let hash = name_hash(name.suffix(skip));
-            if !self.bloom.may_contain(hash) {
+            if !self.filter.may_contain(hash) {
                 continue;
             }
             let below = skip > 0;
             let offset = name.suffix_offset(skip) as u8;
+            let hint = self.filter.categories_of(hash);
             for probe in &profile.probes {
-                let Some(meta) = self.lists[probe.list as usize].table.get(hash) else {
+                if (probe.role == Role::Allow && allow.is_some())
+                    || !hint.may_contain(probe.category)
+                {
+                    continue;
+                }
+                let table = &self.categories[probe.category as usize].compiled.table;
+                let Some(meta) = table.get(hash) else {
                     continue;
                 };
                 let source = RuleSource::List {
                     category: probe.category,
-                    list: probe.list,
+                    file: meta.file(),
                     line: meta.line(),
                 };
                 let allows = match probe.role {
@@ -260,15 +290,22 @@ impl Policy {
         match rule.source {
             RuleSource::List {
                 category,
-                list,
+                file,
                 line,
-            } => Some(RuleInfo {
-                kind,
-                category: self.categories[category as usize].name.clone(),
-                list: Some(self.lists[list as usize].path.display().to_string()),
-                line: Some(line),
-                entry,
-            }),
+            } => {
+                let category = &self.categories[category as usize];
+                Some(RuleInfo {
+                    kind,
+                    category: category.name.clone(),
+                    list: category
+                        .compiled
+                        .files
+                        .get(file as usize)
+                        .map(|f| f.path.display().to_string()),
+                    line: Some(line),
+                    entry,
+                })
+            }
             RuleSource::BypassProtection => Some(RuleInfo {
                 kind,
                 category: "bypass-protection".into(),
@@ -290,11 +327,6 @@ impl Policy {
     /// Categories in config order (by name).
     pub fn categories(&self) -> &[Category] {
         &self.categories
-    }
-
-    /// Compiled list files.
-    pub fn lists(&self) -> &[Arc<CompiledList>] {
-        &self.lists
     }
 
     /// Profiles by index.
@@ -325,31 +357,13 @@ impl Policy {
         self.version
     }
 
-    /// Distinct names per category (a name in two files of one category counts twice).
-    pub fn category_entries(&self, category: &Category) -> u64 {
-        category
-            .lists
-            .iter()
-            .map(|&l| self.lists[l as usize].table.len() as u64)
-            .sum()
-    }
-
-    /// Merged parse report of a category's files.
-    pub fn category_report(&self, category: &Category) -> ParseReport {
-        let mut report = ParseReport::default();
-        for &l in &category.lists {
-            report.merge(&self.lists[l as usize].report);
-        }
-        report
-    }
-
-    /// Heap bytes held by the matching structures (tables and bloom filter).
+    /// Heap bytes held by the matching structures (tables and name filters).
     pub fn matcher_bytes(&self) -> usize {
-        self.bloom.heap_bytes()
+        self.filter.heap_bytes()
             + self
-                .lists
+                .categories
                 .iter()
-                .map(|l| l.table.heap_bytes())
+                .map(|c| c.compiled.table.heap_bytes())
                 .sum::<usize>()
     }
 }

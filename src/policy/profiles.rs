@@ -1,4 +1,4 @@
-//! An age profile in compiled form: which list tables to probe, in which role.
+//! An age profile in compiled form: which category tables to probe, in which role.
 
 use crate::config::SafeSearchLevel;
 
@@ -13,12 +13,10 @@ pub enum Role {
     Allow,
 }
 
-/// One list table a profile consults.
+/// One category table a profile consults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
-    /// Index of the list in the policy.
-    pub list: u32,
-    /// Index of its category.
+    /// Index of the category.
     pub category: u32,
     /// Role of that category for this profile.
     pub role: Role,
@@ -41,6 +39,6 @@ pub struct Profile {
     pub answer: BlockAnswer,
     /// Whether bypass names are answered NXDOMAIN.
     pub bypass_protection: bool,
-    /// Every list of every blocked or allowed category.
+    /// Every allowed, then every blocked category.
     pub probes: Vec<Probe>,
 }
