@@ -43,10 +43,17 @@ fn bench_decide(c: &mut Criterion) {
         .filter(|q| policy.decide(client, q).verdict == Verdict::Allow)
         .take(10_000)
         .collect();
-    assert!(listed
-        .iter()
-        .all(|q| matches!(policy.decide(client, q).verdict, Verdict::Block(_))));
-    println!("workload: {} listed, {} unlisted names", listed.len(), unlisted.len());
+    assert!(
+        listed
+            .iter()
+            .all(|q| matches!(policy.decide(client, q).verdict, Verdict::Block(_)))
+    );
+    println!(
+        "workload: {} listed, {} unlisted names",
+        listed.len(),
+        unlisted.len()
+    );
+    print_latency_percentiles(&policy, client, &listed, &unlisted);
 
     let mut group = c.benchmark_group("decide");
     group.measurement_time(Duration::from_secs(4));
@@ -93,6 +100,42 @@ fn bench_decide(c: &mut Criterion) {
     group.finish();
 }
 
+/// Per-call latency (not throughput): each decision timed on its own, so the median is what
+/// one query waits. The cost of reading the clock is measured the same way and subtracted.
+fn print_latency_percentiles(
+    policy: &schooldns::policy::Policy,
+    client: IpAddr,
+    listed: &[QueryName],
+    unlisted: &[QueryName],
+) {
+    use std::time::Instant;
+    const ROUNDS: usize = 20;
+    let percentiles = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        let at = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
+        (at(0.5), at(0.9), at(0.99))
+    };
+    let mut clock = Vec::with_capacity(100_000);
+    for _ in 0..100_000 {
+        let t = Instant::now();
+        clock.push(black_box(t.elapsed()).as_nanos() as u64);
+    }
+    let (clock_p50, _, _) = percentiles(clock);
+    println!("per-call latency, clock overhead {clock_p50} ns subtracted (p50 / p90 / p99):");
+    for (label, names) in [("listed", listed), ("unlisted", unlisted)] {
+        let mut samples = Vec::with_capacity(names.len() * ROUNDS);
+        for _ in 0..ROUNDS {
+            for q in names {
+                let t = Instant::now();
+                black_box(policy.decide(client, black_box(q)));
+                samples.push((t.elapsed().as_nanos() as u64).saturating_sub(clock_p50));
+            }
+        }
+        let (p50, p90, p99) = percentiles(samples);
+        println!("  schooldns decide, {label:<8}  {p50:>5} / {p90:>5} / {p99:>5} ns");
+    }
+}
+
 fn bench_networks(c: &mut Criterion) {
     let d = tempfile::tempdir().unwrap();
     // A district of 500 schools, each a /16 with a /24 staff subnet and a /48.
@@ -109,7 +152,11 @@ fn bench_networks(c: &mut Criterion) {
     let policy = Compiler::default().compile(&loaded).unwrap();
     let q = QueryName::parse("www.example.com").unwrap();
     let clients: Vec<IpAddr> = (0..1000u32)
-        .map(|i| format!("10.{}.{}.{}", (i / 256) % 2, i % 256, i % 250).parse().unwrap())
+        .map(|i| {
+            format!("10.{}.{}.{}", (i / 256) % 2, i % 256, i % 250)
+                .parse()
+                .unwrap()
+        })
         .collect();
     let mut i = 0usize;
     c.bench_function("decide/500-schools-no-lists", |b| {

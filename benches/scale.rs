@@ -93,8 +93,13 @@ fn main() {
     let steady = after.saturating_sub(before);
     println!("\n== schooldns policy");
     println!("distinct names           {distinct:>12}");
-    println!("table entries            {entries:>12}  (a name in several categories counts in each)");
-    println!("compile, one thread      {:>12.2} s", compile_time.as_secs_f64());
+    println!(
+        "table entries            {entries:>12}  (a name in several categories counts in each)"
+    );
+    println!(
+        "compile, one thread      {:>12.2} s",
+        compile_time.as_secs_f64()
+    );
     println!("RSS after − before       {:>12.1} MiB", mib(steady));
     println!(
         "bytes per distinct name  {:>12.1}  (matcher heap alone: {:.1})",
@@ -121,9 +126,15 @@ fn main() {
     let baseline = support::rss().saturating_sub(before);
     println!("\n== baseline HashSet<String>");
     println!("names                    {:>12}", set.len());
-    println!("build, one thread        {:>12.2} s", baseline_time.as_secs_f64());
+    println!(
+        "build, one thread        {:>12.2} s",
+        baseline_time.as_secs_f64()
+    );
     println!("RSS after − before       {:>12.1} MiB", mib(baseline));
-    println!("bytes per name           {:>12.1}", baseline as f64 / set.len() as f64);
+    println!(
+        "bytes per name           {:>12.1}",
+        baseline as f64 / set.len() as f64
+    );
     println!(
         "\nratios (schooldns / HashSet, same run): memory {:.2}, build time {:.2}",
         (steady as f64 / distinct as f64) / (baseline as f64 / set.len() as f64),
@@ -133,7 +144,10 @@ fn main() {
 
     if let Some(dir) = support::shared_data() {
         println!("\n== every real list in {}", dir.display());
-        println!("{:<58} {:>8} {:>9} {:>8} {:>8}", "file", "format", "accepted", "rejected", "unsupp.");
+        println!(
+            "{:<58} {:>8} {:>9} {:>8} {:>8}",
+            "file", "format", "accepted", "rejected", "unsupp."
+        );
         for path in support::shared_lists(&dir) {
             let report = read_list(&path, None, &mut |_| {}).expect("read shared list");
             println!(

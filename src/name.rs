@@ -74,9 +74,11 @@ fn validate_ascii(name: &[u8]) -> Result<(), NameError> {
     Ok(())
 }
 
-/// True when every label is numeric and there are four of them: a dotted-quad IPv4 address.
+/// True for a dotted-quad IPv4 address. The cheap test (last byte is a digit: no top-level
+/// domain is numeric) runs first, since this is called for every list entry.
 fn looks_like_ipv4(name: &str) -> bool {
-    name.parse::<std::net::Ipv4Addr>().is_ok()
+    name.as_bytes().last().is_some_and(u8::is_ascii_digit)
+        && name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// Normalises one list entry into `out` (cleared first): trims whitespace and one trailing dot,
@@ -93,7 +95,8 @@ pub fn normalize_entry(raw: &str, out: &mut String) -> Result<(), NameError> {
         return Err(NameError::IpAddress);
     }
     if trimmed.is_ascii() {
-        out.extend(trimmed.chars().map(|c| c.to_ascii_lowercase()));
+        out.push_str(trimmed);
+        out.make_ascii_lowercase();
     } else {
         let ascii = idna::domain_to_ascii(trimmed).map_err(|_| NameError::BadIdn)?;
         out.push_str(&ascii);

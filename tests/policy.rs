@@ -288,10 +288,22 @@ fn unchanged_categories_are_shared_with_the_next_policy() {
     );
     let second = compiler.compile(&d.load()).unwrap();
     let category = |p: &schooldns::policy::Policy, name: &str| {
-        Arc::clone(&p.categories().iter().find(|c| c.name == name).unwrap().compiled)
+        Arc::clone(
+            &p.categories()
+                .iter()
+                .find(|c| c.name == name)
+                .unwrap()
+                .compiled,
+        )
     };
-    assert!(Arc::ptr_eq(&category(&first, "adult"), &category(&second, "adult")));
-    assert!(!Arc::ptr_eq(&category(&first, "gambling"), &category(&second, "gambling")));
+    assert!(Arc::ptr_eq(
+        &category(&first, "adult"),
+        &category(&second, "adult")
+    ));
+    assert!(!Arc::ptr_eq(
+        &category(&first, "gambling"),
+        &category(&second, "gambling")
+    ));
     assert_eq!(
         explain(&first, PRIMARY, "newcasino.example").decision,
         "allow"

@@ -62,7 +62,9 @@ const TLDS: &[&str] = &[
     "com", "com", "com", "com", "net", "net", "org", "vn", "com.vn", "ru", "de", "info", "xyz",
     "top", "io", "co", "me", "online", "site", "club", "br", "pl", "uk", "co.uk", "fr", "cn",
 ];
-const SUBS: &[&str] = &["www", "m", "cdn", "api", "img", "static", "go", "play", "live", "s1"];
+const SUBS: &[&str] = &[
+    "www", "m", "cdn", "api", "img", "static", "go", "play", "live", "s1",
+];
 
 /// One generated name of realistic shape: 1–2 labels before the registrable part about a
 /// third of the time, 2–5 syllables a label, sometimes a digit or a hyphen.
@@ -125,7 +127,13 @@ pub fn category_of(path: &Path) -> &'static str {
     let has = |words: &[&str]| words.iter().any(|w| p.contains(w));
     if has(&["generated"]) {
         "generated"
-    } else if has(&["whitelist", "liste_blanche", "liste_bu", "educational", "exceptions"]) {
+    } else if has(&[
+        "whitelist",
+        "liste_blanche",
+        "liste_bu",
+        "educational",
+        "exceptions",
+    ]) {
         "education"
     } else if has(&["adult", "porn", "nsfw", "lingerie", "sexual"]) {
         "adult"
@@ -133,9 +141,25 @@ pub fn category_of(path: &Path) -> &'static str {
         "gambling"
     } else if has(&["social", "tiktok", "chat", "dating", "forums"]) {
         "social"
-    } else if has(&["doh", "vpn", "redirector", "proxy", "bypass", "remote-control"]) {
+    } else if has(&[
+        "doh",
+        "vpn",
+        "redirector",
+        "proxy",
+        "bypass",
+        "remote-control",
+    ]) {
         "proxy"
-    } else if has(&["malware", "phishing", "threat", "cryptojacking", "ddos", "stalkerware", "hacking", "dialer"]) {
+    } else if has(&[
+        "malware",
+        "phishing",
+        "threat",
+        "cryptojacking",
+        "ddos",
+        "stalkerware",
+        "hacking",
+        "dialer",
+    ]) {
         "malware"
     } else if has(&["drug", "drogue", "vaping"]) {
         "drugs"
@@ -145,7 +169,17 @@ pub fn category_of(path: &Path) -> &'static str {
         "violence"
     } else if has(&["piracy", "warez", "filehosting", "download"]) {
         "piracy"
-    } else if has(&["ads", "publicite", "multi", "light", "hosts", "marketing", "shortener", "urlshortener", "nosafesearch"]) {
+    } else if has(&[
+        "ads",
+        "publicite",
+        "multi",
+        "light",
+        "hosts",
+        "marketing",
+        "shortener",
+        "urlshortener",
+        "nosafesearch",
+    ]) {
         "ads"
     } else {
         "other"
@@ -164,14 +198,21 @@ pub fn scale_config(lists: &[PathBuf]) -> LoadedConfig {
     }
     let mut text = String::new();
     for (name, files) in &by_category {
-        text.push_str(&format!("[categories.{name}]\nlists = [{}]\n", files.join(", ")));
+        text.push_str(&format!(
+            "[categories.{name}]\nlists = [{}]\n",
+            files.join(", ")
+        ));
     }
     let blocked: Vec<String> = by_category
         .keys()
         .filter(|&&c| c != "education")
         .map(|c| format!("{c:?}"))
         .collect();
-    let allowed = if by_category.contains_key("education") { "\"education\"" } else { "" };
+    let allowed = if by_category.contains_key("education") {
+        "\"education\""
+    } else {
+        ""
+    };
     text.push_str(&format!(
         "[profiles.student]\nblock = [{}]\nallow = [{allowed}]\n[[schools]]\nid = \"s\"\nname = \"S\"\nnetworks = [\"10.0.0.0/8\"]\nprofile = \"student\"\n",
         blocked.join(", ")

@@ -68,13 +68,14 @@ pub fn compile(loaded: &LoadedConfig) -> Result<Policy, CompileError> {
 pub fn compile_category(
     files: &[(PathBuf, FileStamp)],
 ) -> Result<CompiledCategory, lists::ListError> {
-    // Roughly one rule per 20 bytes of text (gzip: about 4:1). Capacity that is never written
-    // is never resident, so over-estimating costs address space, not memory.
+    // At most one rule per 8 bytes of text (`a.b.cc\n`; gzip compresses lists about 4:1).
+    // Capacity that is never written is never resident, so over-estimating costs address space,
+    // not memory, while growing would move the vector away from its huge-page advice.
     let estimate: u64 = files
         .iter()
         .map(|(path, stamp)| {
-            let ratio = if path.extension().is_some_and(|e| e == "gz") { 5 } else { 20 };
-            stamp.len / ratio
+            let gz = path.extension().is_some_and(|e| e == "gz");
+            if gz { stamp.len / 2 } else { stamp.len / 8 }
         })
         .sum();
     let mut builder = DomainTableBuilder::with_capacity(estimate.min(100_000_000) as usize);
@@ -207,7 +208,15 @@ impl Compiler {
             let mut probes = Vec::new();
             for (cats, role) in [(&allow, Role::Allow), (&block, Role::Block)] {
                 for &category in cats {
-                    probes.push(Probe { category, role });
+                    let has_allow_rules = categories[category as usize]
+                        .compiled
+                        .table
+                        .has_allow_rules();
+                    probes.push(Probe {
+                        category,
+                        role,
+                        has_allow_rules,
+                    });
                 }
             }
             profiles.push(Profile {
@@ -331,12 +340,10 @@ impl Compiler {
         let total: usize = categories.iter().map(Category::entries).sum();
         let filter = NameFilter::build(
             total,
-            categories.iter().enumerate().flat_map(|(i, c)| {
-                c.compiled
-                    .table
-                    .fingerprints()
-                    .map(move |h| (h, i as u32))
-            }),
+            categories
+                .iter()
+                .enumerate()
+                .flat_map(|(i, c)| c.compiled.table.fingerprints().map(move |h| (h, i as u32))),
         );
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         source.text.hash(&mut hasher);

@@ -19,6 +19,7 @@
 pub mod bloom;
 pub mod compile;
 pub mod decision;
+mod hugepages;
 pub mod matcher;
 pub mod networks;
 pub mod profiles;
@@ -155,18 +156,31 @@ impl Policy {
         let profile = &self.profiles[profile_index as usize];
         let mut allow: Option<Rule> = None;
         let mut block: Option<Rule> = None;
-        for skip in 0..name.label_count() {
-            let hash = name_hash(name.suffix(skip));
-            if !self.filter.may_contain(hash) {
-                continue;
-            }
+        // First pass: hash every suffix and ask the filter. The iterations do not depend on
+        // each other, so the CPU overlaps their cache misses instead of paying them in turn.
+        let labels = name.label_count();
+        let mut hashes = [0u64; 128];
+        let mut maybe = [false; 128];
+        for (skip, slot) in hashes.iter_mut().enumerate().take(labels) {
+            *slot = name_hash(name.suffix(skip));
+            self.filter.prefetch(*slot);
+        }
+        for skip in 0..labels {
+            maybe[skip] = self.filter.may_contain(hashes[skip]);
+        }
+        for skip in (0..labels).filter(|&skip| maybe[skip]) {
+            let hash = hashes[skip];
             let below = skip > 0;
             let offset = name.suffix_offset(skip) as u8;
             let hint = self.filter.categories_of(hash);
             for probe in &profile.probes {
-                if (probe.role == Role::Allow && allow.is_some())
-                    || !hint.may_contain(probe.category)
-                {
+                // The first (most specific) allow and block are all that can change the outcome:
+                // once found, their kind is not looked up again.
+                let settled = match probe.role {
+                    Role::Allow => allow.is_some(),
+                    Role::Block => block.is_some() && (allow.is_some() || !probe.has_allow_rules),
+                };
+                if settled || !hint.may_contain(probe.category) {
                     continue;
                 }
                 let table = &self.categories[probe.category as usize].compiled.table;

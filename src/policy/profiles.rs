@@ -20,6 +20,9 @@ pub struct Probe {
     pub category: u32,
     /// Role of that category for this profile.
     pub role: Role,
+    /// Whether the category has allow rules (`@@`, passthru), which a blocked category can
+    /// still contribute after one of its blocks matched.
+    pub has_allow_rules: bool,
 }
 
 /// A compiled age profile.
