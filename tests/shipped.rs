@@ -55,6 +55,11 @@ fn the_demo_district_decides_as_documented() {
     let p = shipped_policy();
     let cases = [
         ("127.0.0.1", "phishing-test.schooldns.invalid", "block"),
+        ("10.1.2.3", "www.pornhub.com", "block"),
+        ("10.3.0.1", "xvideos.com", "block"),
+        ("10.1.9.1", "www.pornhub.com", "block"),
+        ("10.1.2.3", "vi.wikipedia.org", "allow"),
+        ("10.1.2.3", "www.google.com.vn", "rewrite"),
         ("127.0.0.1", "facebook.com", "block"),
         ("127.0.0.1", "youtubekids.com", "allow"),
         ("127.0.0.1", "dns.google", "block"),

@@ -1,7 +1,7 @@
 //! Reading list files: plain or gzip, BOM, CRLF, format detection, per-line normalisation.
 //!
 //! [`read_list`] streams a file line by line (a 100 MB list never sits in memory whole), runs
-//! the format's [`LineParser`], normalises every name with [`normalize_entry`] and hands each
+//! the format's [`LineParser`](super::LineParser), normalises every name with [`normalize_entry`] and hands each
 //! accepted rule to a sink. Problems are counted in the [`ParseReport`]; only an unreadable file
 //! is an error.
 

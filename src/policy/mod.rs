@@ -2,7 +2,7 @@
 //! happens, and why?".
 //!
 //! A [`Policy`] holds one name table per category, the network table, the profiles and bloom
-//! filters over all listed names. It is built by [`compile`] off the hot path and is meant to
+//! filters over all listed names. It is built by [`compile()`] off the hot path and is meant to
 //! sit behind one `ArcSwap` ([`SharedPolicy`]); a query loads it once and sees one consistent
 //! policy. [`Policy::decide`] takes no lock, does no I/O and allocates nothing.
 //!
