@@ -2,9 +2,11 @@
 //!
 //! - `parsers`: every list format on real excerpts in `tests/fixtures/`.
 //! - `policy`: decision semantics on real list files written to temporary folders.
+//! - `alloc`: a counting allocator proving the decision path never allocates.
 //! - `cli`: the real `schooldns` binary, good and bad configs.
 //! - `shipped`: the shipped config and every shipped blocklist.
 
+mod alloc;
 mod cli;
 mod common;
 mod parsers;
