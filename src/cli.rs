@@ -31,6 +31,15 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the DNS server.
+    Serve {
+        /// Config file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Worker threads answering queries (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Load and compile the config and every list exactly as the server will, and report.
     Check {
         /// Config file.
@@ -57,6 +66,7 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve { config, threads } => serve(&config, threads),
         Command::Check { config } => check(&config),
         Command::Explain {
             names,
@@ -71,6 +81,59 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 pub fn load_policy(path: &Path) -> anyhow::Result<Policy> {
     let loaded = LoadedConfig::read(path)?;
     Ok(policy::compile(&loaded)?)
+}
+
+fn serve(path: &Path, threads: Option<usize>) -> anyhow::Result<ExitCode> {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all().thread_name("schooldns-worker");
+    if let Some(threads) = threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime.build().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = crate::server::Server::bind(path).await?;
+        tracing::info!(
+            udp = ?server.udp_addrs(),
+            tcp = ?server.tcp_addrs(),
+            config = %path.display(),
+            "serving"
+        );
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(signals(stop, server.reload_trigger()));
+        server.run(shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM/SIGINT stop the server; SIGHUP reloads the policy; SIGUSR1 reloads it even if a
+/// category shrank beyond `[reload] max_shrink`.
+async fn signals(
+    stop: tokio::sync::watch::Sender<bool>,
+    reload: std::sync::mpsc::Sender<crate::reload::Trigger>,
+) -> anyhow::Result<()> {
+    use crate::reload::Trigger;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                let _ = reload.send(Trigger::Reload { force: false });
+            }
+            _ = usr1.recv() => {
+                tracing::info!("SIGUSR1: reloading, accepting shrunk lists");
+                let _ = reload.send(Trigger::Reload { force: true });
+            }
+        }
+    }
+    tracing::info!("stopping: finishing queries in flight");
+    let _ = stop.send(true);
+    Ok(())
 }
 
 fn check(path: &Path) -> anyhow::Result<ExitCode> {

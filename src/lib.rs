@@ -7,7 +7,10 @@
 //! - [`name`]: the one domain-name normalisation everything agrees on.
 //! - [`policy`]: config + lists compiled into one immutable [`policy::Policy`] that decides, for
 //!   a client address and a name, allow / block / rewrite / refuse, and says why.
-//! - [`cli`]: the `schooldns` commands (`check`, `explain`).
+//! - [`resolve`]: the answer cache and the upstream forwarder.
+//! - [`server`]: UDP and TCP front ends and the request handler that joins policy and resolver.
+//! - [`reload`]: watching files and swapping in new policies beside the query path.
+//! - [`cli`]: the `schooldns` commands (`serve`, `check`, `explain`).
 //!
 //! `policy` and `lists` use no tokio, sockets or hickory types: they take a normalised name and
 //! an address and return a decision, so they are tested and benchmarked on their own.
@@ -30,3 +33,6 @@ pub mod config;
 pub mod lists;
 pub mod name;
 pub mod policy;
+pub mod reload;
+pub mod resolve;
+pub mod server;

@@ -4,6 +4,7 @@
 //! - `policy`: decision semantics on real list files written to temporary folders.
 //! - `alloc`: a counting allocator proving the decision path never allocates.
 //! - `cli`: the real `schooldns` binary, good and bad configs.
+//! - `server`: the real server on loopback with a fake upstream: answers, blocks, cache, reloads.
 //! - `shipped`: the shipped config and every shipped blocklist.
 
 mod alloc;
@@ -11,4 +12,5 @@ mod cli;
 mod common;
 mod parsers;
 mod policy;
+mod server;
 mod shipped;

@@ -45,6 +45,12 @@ pub struct Config {
     /// The policy-hit log.
     #[serde(default)]
     pub hitlog: HitlogConfig,
+    /// The answer cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Live reload.
+    #[serde(default)]
+    pub reload: ReloadConfig,
 }
 
 /// `[server]`: where plain DNS is served.
@@ -70,12 +76,96 @@ impl Default for ServerConfig {
 }
 
 /// `[upstream]`: the resolvers allowed queries are forwarded to.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// `ip:port` of each upstream, tried in order.
     #[serde(default)]
     pub servers: Vec<SocketAddr>,
+    /// Time a client may wait for an upstream answer before it gets SERVFAIL, in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How long a failed upstream is skipped before it is tried again, in seconds.
+    #[serde(default = "default_retry_after")]
+    pub retry_after_secs: u64,
+}
+
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+fn default_retry_after() -> u64 {
+    30
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> UpstreamConfig {
+        UpstreamConfig {
+            servers: Vec::new(),
+            timeout_ms: default_timeout_ms(),
+            retry_after_secs: default_retry_after(),
+        }
+    }
+}
+
+/// `[cache]`: answers kept to serve repeated questions without going upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most answers kept; the oldest are evicted first.
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: usize,
+    /// Longest an expired answer may be served (with TTL 30) while every upstream fails, in
+    /// seconds (RFC 8767); 0 disables serve-stale.
+    #[serde(default = "default_stale_max")]
+    pub stale_max: u64,
+}
+
+fn default_cache_entries() -> usize {
+    100_000
+}
+
+fn default_stale_max() -> u64 {
+    86_400
+}
+
+impl Default for CacheConfig {
+    fn default() -> CacheConfig {
+        CacheConfig {
+            max_entries: default_cache_entries(),
+            stale_max: default_stale_max(),
+        }
+    }
+}
+
+/// `[reload]`: how file changes become a new policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Quiet time after the last file event before reloading, in milliseconds.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+    /// A category whose entry count falls by more than this fraction is refused (a list caught
+    /// half-written), and the old policy keeps serving.
+    #[serde(default = "default_max_shrink")]
+    pub max_shrink: f64,
+}
+
+fn default_debounce_ms() -> u64 {
+    500
+}
+
+fn default_max_shrink() -> f64 {
+    0.5
+}
+
+impl Default for ReloadConfig {
+    fn default() -> ReloadConfig {
+        ReloadConfig {
+            debounce_ms: default_debounce_ms(),
+            max_shrink: default_max_shrink(),
+        }
+    }
 }
 
 /// `[categories.NAME]`: one or more list sources under one name.

@@ -338,6 +338,17 @@ impl Policy {
         }
     }
 
+    /// The category name of a rule (`bypass-protection`, `safe-search` for built-in rules), for
+    /// Extended DNS Errors and logs; does not allocate.
+    pub fn rule_category(&self, rule: &Rule) -> &str {
+        match rule.source {
+            RuleSource::List { category, .. } => &self.categories[category as usize].name,
+            RuleSource::BypassProtection => "bypass-protection",
+            RuleSource::SafeSearch => "safe-search",
+            RuleSource::UnknownNetwork => "unknown-network",
+        }
+    }
+
     /// Categories in config order (by name).
     pub fn categories(&self) -> &[Category] {
         &self.categories

@@ -66,3 +66,98 @@ pub fn repo_root() -> &'static Path {
 pub fn fixture(name: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(name)
 }
+
+pub mod dns;
+
+/// A running server on loopback ports with a fake upstream, over a temporary district.
+pub struct TestServer {
+    pub district: District,
+    pub upstream: dns::FakeUpstream,
+    pub udp: std::net::SocketAddr,
+    pub tcp: std::net::SocketAddr,
+    pub reload_stats: std::sync::Arc<schooldns::reload::ReloadStats>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// The lists and schools every server test uses: 127.0.0.1 is a primary school, 127.0.0.3 its
+/// staff subnet, 127.0.0.5 is in no network.
+pub const SERVER_CONFIG: &str = r#"
+[server]
+udp = ["127.0.0.1:0"]
+tcp = ["127.0.0.1:0"]
+[upstream]
+servers = ["@UPSTREAM"]
+timeout_ms = 800
+retry_after_secs = 1
+[cache]
+max_entries = 1000
+stale_max = 3600
+[reload]
+debounce_ms = 100
+[categories.adult]
+lists = ["@/lists/adult.txt"]
+[categories.social]
+lists = ["@/lists/social.adblock"]
+[categories.education]
+lists = ["@/lists/education.txt"]
+[profiles.primary]
+block = ["adult", "social"]
+allow = ["education"]
+answer = "nxdomain"
+[profiles.staff]
+block = ["adult"]
+allow = ["education"]
+answer = "null"
+safe_search = "off"
+bypass_protection = false
+[[schools]]
+id = "loop"
+name = "Loopback school"
+networks = ["127.0.0.0/30"]
+profile = "primary"
+subnets = { "127.0.0.3/32" = "staff" }
+"#;
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(SERVER_CONFIG).await
+    }
+
+    pub async fn start_with(config: &str) -> TestServer {
+        let district = District::new();
+        district.write("lists/adult.txt", "porn.example\nblocked-target.example\n");
+        district.write("lists/social.adblock", "||social.example^\n");
+        district.write("lists/education.txt", "wiki.porn.example\n");
+        let upstream = dns::FakeUpstream::start().await;
+        let config = config.replace("@UPSTREAM", &upstream.addr.to_string());
+        let path = district.config(&config);
+        let server = schooldns::server::Server::bind(&path)
+            .await
+            .expect("server binds");
+        let udp = server.udp_addrs()[0];
+        let tcp = server.tcp_addrs()[0];
+        let reload_stats = server.reload_stats();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(server.run(shutdown));
+        TestServer {
+            district,
+            upstream,
+            udp,
+            tcp,
+            reload_stats,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.task)
+            .await
+            .expect("server stops within 10 s")
+            .unwrap()
+            .unwrap();
+    }
+}

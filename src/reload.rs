@@ -1,0 +1,231 @@
+//! Live reload: file changes and `SIGHUP` become a new policy, compiled beside the query path
+//! and swapped in with one `ArcSwap::store`, or refused loudly while the old policy keeps
+//! serving.
+//!
+//! A dedicated thread owns the file watcher (notify) and a [`Reloader`]. Bursts of events are
+//! debounced; compiling reuses every category whose files did not change. A reload is refused
+//! when the config or a list fails to load (the error names file, line and key) or when a
+//! category shrank by more than `[reload] max_shrink` — the signature of a list caught
+//! half-written — unless it was forced.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+
+use crate::config::{ConfigError, LoadedConfig};
+use crate::policy::{Compiler, Policy, SharedPolicy};
+
+/// What wakes the reload thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A watched file or folder changed.
+    FileEvent,
+    /// An operator asked (`SIGHUP`); `force` skips the shrink check.
+    Reload {
+        /// Accept lists that shrank beyond `max_shrink`.
+        force: bool,
+    },
+    /// The server is stopping.
+    Stop,
+}
+
+/// Why a reload was refused; the old policy keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The config or a list could not be loaded.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A category lost too many entries at once.
+    #[error(
+        "category {category} shrank from {before} to {after} entries (more than {max_shrink:.0}% \
+         at once); keeping the old policy. If this is intended, force the reload (SIGUSR1)"
+    )]
+    Shrunk {
+        /// The category.
+        category: String,
+        /// Entries before.
+        before: usize,
+        /// Entries after.
+        after: usize,
+        /// The configured limit, in percent.
+        max_shrink: f64,
+    },
+}
+
+/// Reload counters, shared with metrics and tests.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// Policies swapped in.
+    pub succeeded: AtomicU64,
+    /// Reloads refused.
+    pub failed: AtomicU64,
+}
+
+/// Compiles new policies and swaps them in.
+pub struct Reloader {
+    config_path: PathBuf,
+    compiler: Compiler,
+    shared: Arc<SharedPolicy>,
+    max_shrink: f64,
+    stats: Arc<ReloadStats>,
+}
+
+impl Reloader {
+    /// A reloader for the policy in `shared`, compiled from `config_path` by `compiler` (which
+    /// remembers the categories of the current policy).
+    pub fn new(
+        config_path: PathBuf,
+        compiler: Compiler,
+        shared: Arc<SharedPolicy>,
+        max_shrink: f64,
+    ) -> Reloader {
+        Reloader {
+            config_path,
+            compiler,
+            shared,
+            max_shrink,
+            stats: Arc::new(ReloadStats::default()),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<ReloadStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Loads, compiles, checks and swaps. On error nothing changes.
+    pub fn reload(&mut self, force: bool) -> Result<Duration, ReloadError> {
+        let started = Instant::now();
+        let result = self.try_reload(force);
+        match &result {
+            Ok(policy) => {
+                let took = started.elapsed();
+                let counts: Vec<String> = policy
+                    .categories()
+                    .iter()
+                    .map(|c| format!("{}={}", c.name, c.entries()))
+                    .collect();
+                tracing::info!(
+                    ms = took.as_millis() as u64,
+                    version = format!("{:016x}", policy.version()),
+                    categories = counts.join(" "),
+                    "policy reloaded"
+                );
+                self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "reload refused; the previous policy keeps serving");
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result.map(|_| started.elapsed())
+    }
+
+    fn try_reload(&mut self, force: bool) -> Result<Arc<Policy>, ReloadError> {
+        let loaded = LoadedConfig::read(&self.config_path)?;
+        let policy = self.compiler.compile(&loaded)?;
+        if !force {
+            let old = self.shared.load();
+            for category in policy.categories() {
+                let Some(before) = old.categories().iter().find(|c| c.name == category.name) else {
+                    continue;
+                };
+                let (before, after) = (before.entries(), category.entries());
+                if before > 0 && (after as f64) < before as f64 * (1.0 - self.max_shrink) {
+                    return Err(ReloadError::Shrunk {
+                        category: category.name.clone(),
+                        before,
+                        after,
+                        max_shrink: self.max_shrink * 100.0,
+                    });
+                }
+            }
+        }
+        let policy = Arc::new(policy);
+        self.shared.store(Arc::clone(&policy));
+        Ok(policy)
+    }
+
+    /// Folders to watch: the config file's, and every list file's.
+    fn watched_folders(&self) -> Vec<PathBuf> {
+        let mut folders = vec![parent_of(&self.config_path)];
+        for category in self.shared.load().categories() {
+            for file in &category.compiled.files {
+                folders.push(parent_of(&file.path));
+            }
+        }
+        folders.sort();
+        folders.dedup();
+        folders
+    }
+}
+
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Starts the reload thread. Returns the sender that triggers reloads (and stops the thread).
+pub fn spawn(
+    mut reloader: Reloader,
+    debounce: Duration,
+) -> std::io::Result<(mpsc::Sender<Trigger>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel();
+    let events = tx.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if !event.kind.is_access() {
+                let _ = events.send(Trigger::FileEvent);
+            }
+        }
+    })
+    .map_err(std::io::Error::other)?;
+    // Watch before returning, so that no change made after the server is bound is missed.
+    let mut watched = Vec::new();
+    rewatch(&mut watcher, &mut watched, reloader.watched_folders());
+    let handle = std::thread::Builder::new()
+        .name("schooldns-reload".into())
+        .spawn(move || {
+            while let Ok(trigger) = rx.recv() {
+                let mut force = matches!(trigger, Trigger::Reload { force: true });
+                if trigger == Trigger::Stop {
+                    return;
+                }
+                // Debounce: wait until the files have been quiet for `debounce`.
+                loop {
+                    match rx.recv_timeout(debounce) {
+                        Ok(Trigger::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                        Ok(Trigger::Reload { force: f }) => force |= f,
+                        Ok(Trigger::FileEvent) => {}
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    }
+                }
+                if reloader.reload(force).is_ok() {
+                    rewatch(&mut watcher, &mut watched, reloader.watched_folders());
+                }
+            }
+        })?;
+    Ok((tx, handle))
+}
+
+fn rewatch(
+    watcher: &mut notify::RecommendedWatcher,
+    watched: &mut Vec<PathBuf>,
+    wanted: Vec<PathBuf>,
+) {
+    for old in watched.iter().filter(|p| !wanted.contains(p)) {
+        let _ = watcher.unwatch(old);
+    }
+    for folder in wanted.iter().filter(|p| !watched.contains(p)) {
+        if let Err(e) = watcher.watch(folder, RecursiveMode::NonRecursive) {
+            tracing::warn!(folder = %folder.display(), error = %e, "cannot watch folder; reload with SIGHUP");
+        }
+    }
+    *watched = wanted;
+}

@@ -1,0 +1,179 @@
+//! `Handler`: the query pipeline, and the only place policy, cache and upstreams meet.
+//!
+//! Bytes come in from a front end with the client's address; bytes (or nothing) go back:
+//! 1. drop what is not a query (shorter than a header, or a response: no reflection);
+//! 2. FORMERR for what does not decode, NOTIMP for other opcodes, BADVERS for EDNS > 0;
+//! 3. load the policy snapshot once and decide for (client address, name);
+//! 4. refuse, block (with an Extended DNS Error naming the category), rewrite (CNAME to the safe
+//!    endpoint plus its records), or resolve through the cache and upstreams, blocking an
+//!    answer whose CNAME chain leads into a blocked name;
+//! 5. encode, truncating for UDP when the client cannot take the whole answer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{CNAME, HINFO};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use super::response::{blocked, encode_udp, formerr_from_header, refused, reply_to};
+use crate::name::QueryName;
+use crate::policy::{Policy, SharedPolicy, Verdict};
+use crate::resolve::Resolver;
+
+/// TTL of the CNAME a safe-search rewrite answers with.
+const REWRITE_TTL: u32 = 300;
+
+/// Which transport a query came over (truncation applies to UDP only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Plain DNS over UDP.
+    Udp,
+    /// Plain DNS over TCP.
+    Tcp,
+}
+
+/// The request handler shared by every front end.
+pub struct Handler {
+    /// The live policy; loaded once per query so a query sees one consistent policy.
+    policy: Arc<SharedPolicy>,
+    /// Cache and upstreams.
+    resolver: Arc<Resolver>,
+}
+
+impl Handler {
+    /// A handler deciding with `policy` and resolving with `resolver`.
+    pub fn new(policy: Arc<SharedPolicy>, resolver: Arc<Resolver>) -> Handler {
+        Handler { policy, resolver }
+    }
+
+    /// Handles one message; `None` means send nothing.
+    pub async fn handle(
+        &self,
+        bytes: &[u8],
+        src: SocketAddr,
+        protocol: Protocol,
+    ) -> Option<Vec<u8>> {
+        // A header is 12 bytes; the QR bit marks a response, which we never answer.
+        if bytes.len() < 12 || bytes[2] & 0x80 != 0 {
+            return None;
+        }
+        let Ok(request) = Message::from_vec(bytes) else {
+            return formerr_from_header(bytes);
+        };
+        if request.message_type() != MessageType::Query {
+            return None;
+        }
+        let response = self.respond(&request, src.ip()).await;
+        match protocol {
+            Protocol::Udp => encode_udp(&request, &response),
+            Protocol::Tcp => response.to_vec().ok(),
+        }
+    }
+
+    async fn respond(&self, request: &Message, client: IpAddr) -> Message {
+        if request.op_code() != OpCode::Query {
+            return reply_to(request, ResponseCode::NotImp);
+        }
+        if request.queries().len() != 1 {
+            return reply_to(request, ResponseCode::FormErr);
+        }
+        if request
+            .extensions()
+            .as_ref()
+            .is_some_and(|e| e.version() > 0)
+        {
+            return reply_to(request, ResponseCode::BADVERS);
+        }
+        let query = &request.queries()[0];
+        let policy = self.policy.load_full();
+        let Ok(name) = QueryName::from_ascii_bytes(query.name().to_ascii().as_bytes()) else {
+            // Not a host name (the root, binary labels): nothing a student device needs, and
+            // nothing a list could be matched against, so it is not forwarded.
+            return reply_to(request, ResponseCode::Refused);
+        };
+        let decision = policy.decide(client, &name);
+        match decision.verdict {
+            Verdict::Refuse => refused(request),
+            Verdict::Block(answer) => {
+                let category = decision.rule.map_or("policy", |r| policy.rule_category(&r));
+                blocked(request, answer, category)
+            }
+            Verdict::Rewrite(target) => self.rewrite(request, target).await,
+            Verdict::Allow if query.query_type() == RecordType::ANY => minimal_any(request),
+            Verdict::Allow => self.forward(request, &policy, decision.profile).await,
+        }
+    }
+
+    /// Resolves an allowed question, then inspects its CNAME chain against the same profile.
+    async fn forward(&self, request: &Message, policy: &Policy, profile: Option<u32>) -> Message {
+        let query = &request.queries()[0];
+        let answer = match self
+            .resolver
+            .resolve(query.name(), query.query_type())
+            .await
+        {
+            Ok(answer) => answer,
+            Err(err) => {
+                tracing::debug!(name = %query.name(), %err, "SERVFAIL");
+                return reply_to(request, ResponseCode::ServFail);
+            }
+        };
+        if let Some(profile) = profile {
+            for record in &answer.answers {
+                let RData::CNAME(target) = record.data() else {
+                    continue;
+                };
+                let Ok(target) = QueryName::from_ascii_bytes(target.0.to_ascii().as_bytes()) else {
+                    continue;
+                };
+                let decision = policy.decide_for_profile(profile, &target);
+                if let Verdict::Block(block) = decision.verdict {
+                    let category = decision.rule.map_or("policy", |r| policy.rule_category(&r));
+                    return blocked(request, block, category);
+                }
+            }
+        }
+        let mut response = reply_to(request, answer.rcode);
+        response.add_answers(answer.answers);
+        response.add_name_servers(answer.authority);
+        response
+    }
+
+    /// Answers a CNAME to the safe-search endpoint plus the endpoint's own records.
+    async fn rewrite(&self, request: &Message, target: &'static str) -> Message {
+        let query = &request.queries()[0];
+        let Ok(target_name) = Name::from_str(&format!("{target}.")) else {
+            return reply_to(request, ResponseCode::ServFail);
+        };
+        let answer = match self
+            .resolver
+            .resolve(&target_name, query.query_type())
+            .await
+        {
+            Ok(answer) => answer,
+            Err(_) => return reply_to(request, ResponseCode::ServFail),
+        };
+        let mut response = reply_to(request, answer.rcode);
+        response.add_answer(Record::from_rdata(
+            query.name().clone(),
+            REWRITE_TTL,
+            RData::CNAME(CNAME(target_name)),
+        ));
+        response.add_answers(answer.answers);
+        response
+    }
+}
+
+/// RFC 8482: ANY is answered with one synthesised HINFO record instead of everything.
+fn minimal_any(request: &Message) -> Message {
+    let mut response = reply_to(request, ResponseCode::NoError);
+    let name = request.queries()[0].name().clone();
+    response.add_answer(Record::from_rdata(
+        name,
+        3600,
+        RData::HINFO(HINFO::new("RFC8482".into(), String::new())),
+    ));
+    response
+}

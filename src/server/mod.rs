@@ -1,0 +1,180 @@
+//! The DNS service: binds the configured sockets, runs the front ends and the reload thread,
+//! and shuts down cleanly.
+//!
+//! [`Server::bind`] compiles the policy and binds every listener (port 0 works, and
+//! [`Server::udp_addrs`]/[`Server::tcp_addrs`] report the ports the system chose), so a caller
+//! — `schooldns serve` or a test — knows where to send queries before [`Server::run`] starts
+//! answering. Shutdown: stop accepting, let queries in flight finish (up to a few seconds), stop
+//! the reload thread.
+
+pub mod handler;
+pub mod response;
+pub mod tcp;
+pub mod udp;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::LoadedConfig;
+use crate::policy::{Compiler, SharedPolicy};
+use crate::reload::{self, ReloadStats, Reloader, Trigger};
+use crate::resolve::Resolver;
+use crate::resolve::upstream::Upstreams;
+use handler::Handler;
+
+/// Most UDP queries handled at once; beyond it, reading waits (back-pressure, not loss).
+const MAX_UDP_IN_FLIGHT: usize = 4096;
+/// Most TCP connections open at once.
+const MAX_TCP_CONNECTIONS: usize = 1024;
+/// How long shutdown waits for queries in flight.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// A bound, not yet running server.
+pub struct Server {
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: Vec<TcpListener>,
+    handler: Arc<Handler>,
+    policy: Arc<SharedPolicy>,
+    resolver: Arc<Resolver>,
+    reload_stats: Arc<ReloadStats>,
+    /// Wakes the reload thread (file events arrive on their own).
+    reload_trigger: mpsc::Sender<Trigger>,
+    reload_thread: std::thread::JoinHandle<()>,
+}
+
+impl Server {
+    /// Loads and compiles `config_path` and binds its listeners.
+    pub async fn bind(config_path: &Path) -> anyhow::Result<Server> {
+        let path: PathBuf = config_path.to_path_buf();
+        let (loaded, compiler, policy) = tokio::task::spawn_blocking(move || {
+            let loaded = LoadedConfig::read(&path)?;
+            let mut compiler = Compiler::default();
+            let policy = compiler.compile(&loaded)?;
+            anyhow::Ok((loaded, compiler, policy))
+        })
+        .await??;
+        let config = &loaded.config;
+        let policy = Arc::new(SharedPolicy::from_pointee(policy));
+        let upstreams = Upstreams::new(
+            &config.upstream.servers,
+            Duration::from_millis(config.upstream.timeout_ms),
+            Duration::from_secs(config.upstream.retry_after_secs),
+        );
+        let resolver = Arc::new(Resolver::new(
+            upstreams,
+            config.cache.max_entries,
+            Duration::from_secs(config.cache.stale_max),
+        ));
+        let handler = Arc::new(Handler::new(Arc::clone(&policy), Arc::clone(&resolver)));
+        let mut udp = Vec::new();
+        for addr in &config.server.udp {
+            let socket = UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("binding UDP {addr}"))?;
+            udp.push(Arc::new(socket));
+        }
+        let mut tcp = Vec::new();
+        for addr in &config.server.tcp {
+            tcp.push(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding TCP {addr}"))?,
+            );
+        }
+        let reloader = Reloader::new(
+            config_path.to_path_buf(),
+            compiler,
+            Arc::clone(&policy),
+            config.reload.max_shrink,
+        );
+        let reload_stats = reloader.stats();
+        let (reload_trigger, reload_thread) =
+            reload::spawn(reloader, Duration::from_millis(config.reload.debounce_ms))
+                .context("starting the reload thread")?;
+        Ok(Server {
+            udp,
+            tcp,
+            handler,
+            policy,
+            resolver,
+            reload_stats,
+            reload_trigger,
+            reload_thread,
+        })
+    }
+
+    /// The bound UDP addresses.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// The bound TCP addresses.
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// The live policy.
+    pub fn policy(&self) -> Arc<SharedPolicy> {
+        Arc::clone(&self.policy)
+    }
+
+    /// The resolver (cache counters, for tests and metrics).
+    pub fn resolver(&self) -> Arc<Resolver> {
+        Arc::clone(&self.resolver)
+    }
+
+    /// Reload counters.
+    pub fn reload_stats(&self) -> Arc<ReloadStats> {
+        Arc::clone(&self.reload_stats)
+    }
+
+    /// Sends that trigger reloads (`SIGHUP`) and stop the reload thread.
+    pub fn reload_trigger(&self) -> mpsc::Sender<Trigger> {
+        self.reload_trigger.clone()
+    }
+
+    /// Serves until `shutdown` turns true.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let in_flight = Arc::new(Semaphore::new(MAX_UDP_IN_FLIGHT));
+        let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+        let mut tasks = tokio::task::JoinSet::new();
+        for socket in self.udp {
+            tasks.spawn(udp::serve(
+                socket,
+                Arc::clone(&self.handler),
+                Arc::clone(&in_flight),
+                shutdown.clone(),
+            ));
+        }
+        for listener in self.tcp {
+            tasks.spawn(tcp::serve(
+                listener,
+                Arc::clone(&self.handler),
+                Arc::clone(&connections),
+                shutdown.clone(),
+            ));
+        }
+        while tasks.join_next().await.is_some() {}
+        // Front ends stopped accepting; wait for the queries they started.
+        let all = MAX_UDP_IN_FLIGHT as u32;
+        let _ = tokio::time::timeout(DRAIN, in_flight.acquire_many(all)).await;
+        let _ = self.reload_trigger.send(Trigger::Stop);
+        let reload_thread = self.reload_thread;
+        let _ = tokio::task::spawn_blocking(move || reload_thread.join()).await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

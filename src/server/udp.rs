@@ -1,0 +1,48 @@
+//! The UDP front end: datagrams in, handler, datagrams out. Transport only.
+
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{Semaphore, watch};
+
+use super::handler::{Handler, Protocol};
+
+/// Largest query accepted over UDP (EDNS payloads above this are not needed for questions).
+const MAX_QUERY: usize = 4096;
+
+/// Serves one UDP socket until `shutdown` turns true. Each query runs as its own task so a slow
+/// upstream answer never delays the next client; `in_flight` bounds how many run at once and
+/// lets shutdown wait for them.
+pub async fn serve(
+    socket: Arc<UdpSocket>,
+    handler: Arc<Handler>,
+    in_flight: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; MAX_QUERY];
+    loop {
+        let (len, src) = tokio::select! {
+            _ = shutdown.wait_for(|&stop| stop) => return,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(r) => r,
+                // ICMP errors from earlier sends surface here on some systems; keep serving.
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp receive error");
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            return;
+        };
+        let query = buf[..len].to_vec();
+        let socket = Arc::clone(&socket);
+        let handler = Arc::clone(&handler);
+        tokio::spawn(async move {
+            if let Some(response) = handler.handle(&query, src, Protocol::Udp).await {
+                let _ = socket.send_to(&response, src).await;
+            }
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,390 @@
+//! The real server on loopback ports, a real DNS client over UDP and TCP, a fake upstream.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+
+use crate::common::TestServer;
+use crate::common::dns::{ede, query_message, tcp_query, udp_query, udp_raw};
+
+const SCHOOL: &str = "127.0.0.1";
+const STRANGER: &str = "127.0.0.5";
+const STAFF: &str = "127.0.0.3";
+
+fn a_records(m: &Message) -> Vec<Ipv4Addr> {
+    m.answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_blocked_refused_over_udp_and_tcp() {
+    let s = TestServer::start().await;
+    // Allowed: forwarded; id, question and the qname's case echoed.
+    let q = query_message("WwW.Allowed.Example.", RecordType::A, true);
+    for m in [
+        udp_query(s.udp, SCHOOL, &q).await,
+        tcp_query(s.tcp, &q).await,
+    ] {
+        assert_eq!(m.id(), 0x4242);
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(m.queries()[0].name().to_ascii(), "WwW.Allowed.Example.");
+        assert!(m.recursion_available());
+        assert_eq!(a_records(&m), [Ipv4Addr::new(192, 0, 2, 1)]);
+    }
+    // Blocked for the primary profile: NXDOMAIN with EDE 15 naming the category.
+    let q = query_message("www.porn.example.", RecordType::A, true);
+    let m = udp_query(s.udp, SCHOOL, &q).await;
+    assert_eq!(m.response_code(), ResponseCode::NXDomain);
+    let (code, text) = ede(&m).expect("an Extended DNS Error");
+    assert_eq!(code, 15);
+    assert!(text.contains("adult"), "{text}");
+    // Social is blocked for students but not for the staff subnet, whose answer is null.
+    let q = query_message("social.example.", RecordType::A, true);
+    assert_eq!(
+        udp_query(s.udp, SCHOOL, &q).await.response_code(),
+        ResponseCode::NXDomain
+    );
+    let staff = udp_query(s.udp, STAFF, &q).await;
+    assert_eq!(a_records(&staff), [Ipv4Addr::new(192, 0, 2, 1)]);
+    let staff = udp_query(
+        s.udp,
+        STAFF,
+        &query_message("porn.example.", RecordType::A, true),
+    )
+    .await;
+    assert_eq!(staff.response_code(), ResponseCode::NoError);
+    assert_eq!(a_records(&staff), [Ipv4Addr::UNSPECIFIED]);
+    let staff = udp_query(
+        s.udp,
+        STAFF,
+        &query_message("porn.example.", RecordType::MX, true),
+    )
+    .await;
+    assert!(
+        staff.answers().is_empty(),
+        "null answers are NODATA for other types"
+    );
+    // Allow wins.
+    let m = udp_query(
+        s.udp,
+        SCHOOL,
+        &query_message("wiki.porn.example.", RecordType::A, true),
+    )
+    .await;
+    assert_eq!(a_records(&m), [Ipv4Addr::new(192, 0, 2, 1)]);
+    // Refused, without asking upstream.
+    let before = s.upstream.queries.load(Ordering::SeqCst);
+    let m = udp_query(
+        s.udp,
+        STRANGER,
+        &query_message("anything.example.", RecordType::A, false),
+    )
+    .await;
+    assert_eq!(m.response_code(), ResponseCode::Refused);
+    assert_eq!(s.upstream.queries.load(Ordering::SeqCst), before);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safe_search_rewrite_and_cname_inspection() {
+    let s = TestServer::start().await;
+    let m = udp_query(
+        s.udp,
+        SCHOOL,
+        &query_message("www.google.com.", RecordType::A, true),
+    )
+    .await;
+    let first = &m.answers()[0];
+    match first.data() {
+        RData::CNAME(target) => assert_eq!(target.0.to_ascii(), "forcesafesearch.google.com."),
+        other => panic!("expected a CNAME, got {other:?}"),
+    }
+    assert_eq!(a_records(&m), [Ipv4Addr::new(192, 0, 2, 1)]);
+    // Staff have safe search off: forwarded as asked.
+    let m = udp_query(
+        s.udp,
+        STAFF,
+        &query_message("www.google.com.", RecordType::A, true),
+    )
+    .await;
+    assert!(
+        m.answers()
+            .iter()
+            .all(|r| !matches!(r.data(), RData::CNAME(_)))
+    );
+    // cname.example is allowed, but its answer leads into blocked-target.example (adult).
+    let m = udp_query(
+        s.udp,
+        SCHOOL,
+        &query_message("cname.example.", RecordType::A, true),
+    )
+    .await;
+    assert_eq!(m.response_code(), ResponseCode::NXDomain);
+    assert!(ede(&m).unwrap().1.contains("adult"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_answers_are_truncated_over_udp_and_whole_over_tcp() {
+    let s = TestServer::start().await;
+    let q = query_message("big.example.", RecordType::TXT, true);
+    let udp = udp_query(s.udp, SCHOOL, &q).await;
+    assert!(udp.truncated());
+    assert!(udp.answers().is_empty());
+    assert_eq!(udp.queries()[0].name().to_ascii(), "big.example.");
+    let tcp = tcp_query(s.tcp, &q).await;
+    assert!(!tcp.truncated());
+    assert_eq!(tcp.answers().len(), 40);
+    // Without EDNS the limit is 512 bytes.
+    let small = udp_query(
+        s.udp,
+        SCHOOL,
+        &query_message("big.example.", RecordType::TXT, false),
+    )
+    .await;
+    assert!(small.truncated());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_hygiene() {
+    let s = TestServer::start().await;
+    // Garbage after a plausible header: FORMERR with the same id.
+    let mut garbage = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    garbage.extend_from_slice(&[0xff; 20]);
+    let bytes = udp_raw(s.udp, SCHOOL, &garbage, Duration::from_secs(2))
+        .await
+        .expect("FORMERR");
+    let m = Message::from_vec(&bytes).unwrap();
+    assert_eq!((m.id(), m.response_code()), (0x1234, ResponseCode::FormErr));
+    // Shorter than a header: dropped. A response sent to us: dropped (no reflection).
+    assert!(
+        udp_raw(s.udp, SCHOOL, &[1, 2, 3], Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    let mut response = query_message("x.example.", RecordType::A, false);
+    response.set_message_type(hickory_proto::op::MessageType::Response);
+    let bytes = response.to_vec().unwrap();
+    assert!(
+        udp_raw(s.udp, SCHOOL, &bytes, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    // Unknown opcode: NOTIMP. EDNS version 1: BADVERS.
+    let mut status = query_message("x.example.", RecordType::A, false);
+    status.set_op_code(OpCode::Status);
+    assert_eq!(
+        udp_query(s.udp, SCHOOL, &status).await.response_code(),
+        ResponseCode::NotImp
+    );
+    let mut v1 = query_message("x.example.", RecordType::A, true);
+    v1.extensions_mut().as_mut().unwrap().set_version(1);
+    // BADVERS and BADSIG share the code 16, which decoders may name either way.
+    let rcode = udp_query(s.udp, SCHOOL, &v1).await.response_code();
+    assert_eq!(u16::from(rcode), 16, "{rcode:?}");
+    // ANY is answered minimally (RFC 8482).
+    let any = udp_query(
+        s.udp,
+        SCHOOL,
+        &query_message("x.example.", RecordType::ANY, true),
+    )
+    .await;
+    assert_eq!(any.answers().len(), 1);
+    assert!(matches!(any.answers()[0].data(), RData::HINFO(_)));
+    // And the server still answers everyone else.
+    let m = udp_query(
+        s.udp,
+        SCHOOL,
+        &query_message("still.example.", RecordType::A, true),
+    )
+    .await;
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_coalesces_and_serves_stale_then_servfail() {
+    let s = TestServer::start().await;
+    // Twenty identical questions at once go upstream once.
+    let before = s.upstream.queries.load(Ordering::SeqCst);
+    let q = query_message("slow.example.", RecordType::A, true);
+    let asks: Vec<_> = (0..20)
+        .map(|_| {
+            let q = q.clone();
+            let addr = s.udp;
+            tokio::spawn(async move { udp_query(addr, SCHOOL, &q).await })
+        })
+        .collect();
+    for ask in asks {
+        assert_eq!(
+            a_records(&ask.await.unwrap()),
+            [Ipv4Addr::new(192, 0, 2, 1)]
+        );
+    }
+    assert_eq!(s.upstream.queries.load(Ordering::SeqCst) - before, 1);
+    // A cached answer's TTL counts down.
+    let q = query_message("short.example.", RecordType::A, true);
+    let first = udp_query(s.udp, SCHOOL, &q).await;
+    assert_eq!(first.answers()[0].ttl(), 1);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The upstream dies: the expired answer is served stale with TTL 30 ...
+    s.upstream.alive.store(false, Ordering::SeqCst);
+    let stale = udp_query(s.udp, SCHOOL, &q).await;
+    assert_eq!(stale.response_code(), ResponseCode::NoError);
+    assert_eq!(stale.answers()[0].ttl(), 30);
+    // ... and a name never seen gets SERVFAIL within the configured timeout (800 ms).
+    let started = Instant::now();
+    let m = udp_query(
+        s.udp,
+        SCHOOL,
+        &query_message("never-seen.example.", RecordType::A, true),
+    )
+    .await;
+    assert_eq!(m.response_code(), ResponseCode::ServFail);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    // Negative answers are cached too.
+    s.upstream.alive.store(true, Ordering::SeqCst);
+    let nx = udp_query(
+        s.udp,
+        SCHOOL,
+        &query_message("nx.example.", RecordType::A, true),
+    )
+    .await;
+    assert_eq!(nx.response_code(), ResponseCode::NXDomain);
+    let before = s.upstream.queries.load(Ordering::SeqCst);
+    let nx = udp_query(
+        s.udp,
+        SCHOOL,
+        &query_message("nx.example.", RecordType::A, true),
+    )
+    .await;
+    assert_eq!(nx.response_code(), ResponseCode::NXDomain);
+    assert_eq!(s.upstream.queries.load(Ordering::SeqCst), before);
+    s.stop().await;
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_reload_live_and_a_broken_reload_keeps_the_old_policy() {
+    let s = TestServer::start().await;
+    let q = query_message("new.example.", RecordType::A, true);
+    assert_eq!(
+        udp_query(s.udp, SCHOOL, &q).await.response_code(),
+        ResponseCode::NoError
+    );
+    s.district.write(
+        "lists/adult.txt",
+        "porn.example\nblocked-target.example\nnew.example\n",
+    );
+    wait_until("the reload", || {
+        s.reload_stats.succeeded.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    assert_eq!(
+        udp_query(s.udp, SCHOOL, &q).await.response_code(),
+        ResponseCode::NXDomain
+    );
+    // A broken config is refused; the old policy keeps serving.
+    let config_path = s.district.path("schooldns.toml");
+    let good = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(&config_path, format!("{good}\nbogus_key = 1\n")).unwrap();
+    wait_until("the refused reload", || {
+        s.reload_stats.failed.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    assert_eq!(
+        udp_query(s.udp, SCHOOL, &q).await.response_code(),
+        ResponseCode::NXDomain
+    );
+    // A list that shrinks by more than half at once (caught half-written) is refused too.
+    std::fs::write(&config_path, &good).unwrap();
+    wait_until("the repaired reload", || {
+        s.reload_stats.succeeded.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    s.district.write("lists/adult.txt", "porn.example\n");
+    wait_until("the shrink refusal", || {
+        s.reload_stats.failed.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    assert_eq!(
+        udp_query(s.udp, SCHOOL, &q).await.response_code(),
+        ResponseCode::NXDomain
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_keep_being_answered_while_lists_are_rewritten() {
+    let s = TestServer::start().await;
+    let addr = s.udp;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_client = std::sync::Arc::clone(&stop);
+    // A client asking without pause for a name that flips between blocked and allowed, and
+    // for one that is always blocked.
+    let client = tokio::spawn(async move {
+        let (mut answered, mut inconsistent) = (0usize, 0usize);
+        let flip = query_message("flip.example.", RecordType::A, true);
+        let fixed = query_message("porn.example.", RecordType::A, true);
+        while !stop_client.load(Ordering::SeqCst) {
+            let m = udp_query(addr, SCHOOL, &flip).await;
+            if !matches!(
+                m.response_code(),
+                ResponseCode::NoError | ResponseCode::NXDomain
+            ) {
+                inconsistent += 1;
+            }
+            let m = udp_query(addr, SCHOOL, &fixed).await;
+            if m.response_code() != ResponseCode::NXDomain {
+                inconsistent += 1;
+            }
+            answered += 2;
+        }
+        (answered, inconsistent)
+    });
+    for i in 0..20 {
+        let extra = if i % 2 == 0 {
+            "flip.example\n"
+        } else {
+            "other.example\n"
+        };
+        s.district.write(
+            "lists/adult.txt",
+            &format!("porn.example\nblocked-target.example\n{extra}"),
+        );
+        let target = i + 1;
+        wait_until("a reload", || {
+            s.reload_stats.succeeded.load(Ordering::SeqCst)
+                + s.reload_stats.failed.load(Ordering::SeqCst)
+                >= target
+        })
+        .await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    // udp_query panics on a lost answer, so reaching here means none was lost.
+    let (answered, inconsistent) = client.await.unwrap();
+    assert!(answered > 40, "{answered}");
+    assert_eq!(inconsistent, 0);
+    assert_eq!(s.reload_stats.failed.load(Ordering::SeqCst), 0);
+    s.stop().await;
+}
