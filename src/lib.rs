@@ -10,6 +10,7 @@
 //! - [`resolve`]: the answer cache and the upstream forwarder.
 //! - [`server`]: UDP and TCP front ends and the request handler that joins policy and resolver.
 //! - [`reload`]: watching files and swapping in new policies beside the query path.
+//! - [`admin`] and [`metrics`]: `/metrics` and `/health` on the admin listener.
 //! - [`cli`]: the `schooldns` commands (`serve`, `check`, `explain`).
 //!
 //! `policy` and `lists` use no tokio, sockets or hickory types: they take a normalised name and
@@ -28,9 +29,11 @@
 //! 9. Counters are updated on every exit path.
 //! 10. Reloads, log writes and list downloads happen beside the path, never on it.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod lists;
+pub mod metrics;
 pub mod name;
 pub mod policy;
 pub mod reload;

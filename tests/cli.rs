@@ -247,3 +247,74 @@ fn a_missing_config_file_is_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("/nonexistent/schooldns.toml: cannot read config"));
 }
+
+/// `schooldns serve` answers on its configured port and exits 0 on SIGTERM.
+#[test]
+fn serve_answers_and_stops_cleanly_on_sigterm() {
+    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::rr::RecordType;
+    use std::time::{Duration, Instant};
+
+    let d = District::new();
+    d.write("adult.txt", "porn.example\n");
+    // A free port: bind, read, release (the server binds it again right away).
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = []\n[upstream]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 300\n{BASE}"
+    )
+    .replace("10.1.0.0/16", "127.0.0.0/8");
+    let path = d.config(&config);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_schooldns"))
+        .args([
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--threads",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let query = crate::common::dns::query_message("www.porn.example.", RecordType::A, true)
+        .to_vec()
+        .unwrap();
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 1500];
+    let answer = loop {
+        assert!(Instant::now() < deadline, "no answer from schooldns serve");
+        client.send_to(&query, ("127.0.0.1", port)).unwrap();
+        if let Ok(n) = client.recv(&mut buf) {
+            break Message::from_vec(&buf[..n]).unwrap();
+        }
+    };
+    assert_eq!(answer.response_code(), ResponseCode::NXDomain);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "schooldns did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert_eq!(exit.code(), Some(0), "{log}");
+    assert!(log.contains("serving") && log.contains("stopped"), "{log}");
+}

@@ -388,3 +388,59 @@ async fn queries_keep_being_answered_while_lists_are_rewritten() {
     assert_eq!(s.reload_stats.failed.load(Ordering::SeqCst), 0);
     s.stop().await;
 }
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_on_the_admin_listener() {
+    let s = TestServer::start().await;
+    let admin = s.admin.expect("admin listener");
+    for name in [
+        "a.example.",
+        "a.example.",
+        "porn.example.",
+        "social.example.",
+    ] {
+        udp_query(s.udp, SCHOOL, &query_message(name, RecordType::A, true)).await;
+    }
+    udp_query(
+        s.udp,
+        STRANGER,
+        &query_message("a.example.", RecordType::A, true),
+    )
+    .await;
+    let (status, body) = http_get(admin, "/health").await;
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 200 OK", "ok\n")
+    );
+    let (status, metrics) = http_get(admin, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    for line in [
+        "schooldns_queries_total{protocol=\"udp\",decision=\"allow\",rcode=\"NOERROR\"} 2",
+        "schooldns_queries_total{protocol=\"udp\",decision=\"block\",rcode=\"NXDOMAIN\"} 2",
+        "schooldns_queries_total{protocol=\"udp\",decision=\"refuse\",rcode=\"REFUSED\"} 1",
+        "schooldns_blocks_total{category=\"adult\",profile=\"primary\"} 1",
+        "schooldns_blocks_total{category=\"social\",profile=\"primary\"} 1",
+        "schooldns_cache_hits_total 1",
+        "schooldns_upstream_latency_seconds_count 1",
+        "schooldns_category_entries{category=\"adult\"} 2",
+        "schooldns_reload_failures_total 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in:\n{metrics}"
+        );
+    }
+    assert_eq!(http_get(admin, "/nope").await.0, "HTTP/1.1 404 Not Found");
+    s.stop().await;
+}

@@ -51,6 +51,18 @@ pub struct Config {
     /// Live reload.
     #[serde(default)]
     pub reload: ReloadConfig,
+    /// The admin HTTP listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: operations endpoints.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `ip:port` for `/metrics` and `/health`; absent: no admin listener.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[server]`: where plain DNS is served.

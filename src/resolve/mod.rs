@@ -78,6 +78,11 @@ impl Resolver {
         &self.cache
     }
 
+    /// The upstreams, for metrics.
+    pub fn upstreams(&self) -> &Upstreams {
+        &self.upstreams
+    }
+
     /// Resolves a question (the name is matched case-insensitively).
     pub async fn resolve(
         self: &Arc<Self>,

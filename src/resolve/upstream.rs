@@ -28,11 +28,25 @@ struct Upstream {
     addr: SocketAddr,
     /// Milliseconds since `Upstreams::epoch` before which this upstream is skipped.
     skip_until_ms: AtomicU64,
+    /// Failed or timed-out exchanges.
+    errors: AtomicU64,
+}
+
+/// Upper bounds of the latency histogram buckets, in milliseconds.
+const LATENCY_BUCKETS_MS: [u64; 11] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];
+
+/// Latency of successful upstream exchanges.
+#[derive(Default)]
+struct Latency {
+    buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
 }
 
 /// The configured upstreams.
 pub struct Upstreams {
     servers: Vec<Upstream>,
+    latency: Latency,
     timeout: Duration,
     retry_after: Duration,
     epoch: Instant,
@@ -47,8 +61,10 @@ impl Upstreams {
                 .map(|&addr| Upstream {
                     addr,
                     skip_until_ms: AtomicU64::new(0),
+                    errors: AtomicU64::new(0),
                 })
                 .collect(),
+            latency: Latency::default(),
             timeout,
             retry_after,
             epoch: Instant::now(),
@@ -86,8 +102,10 @@ impl Upstreams {
                 break;
             }
             let share = left / (order.len() - i) as u32;
+            let started = Instant::now();
             match tokio::time::timeout(share, exchange(upstream.addr, name, qtype)).await {
                 Ok(Ok(message)) => {
+                    self.observe(started.elapsed());
                     if upstream.skip_until_ms.swap(0, Ordering::Relaxed) != 0 {
                         tracing::info!(upstream = %upstream.addr, "upstream answering again");
                     }
@@ -96,12 +114,62 @@ impl Upstreams {
                 Ok(Err(e)) => last = format!("{}: {e}", upstream.addr),
                 Err(_) => last = format!("{}: timed out after {share:?}", upstream.addr),
             }
+            upstream.errors.fetch_add(1, Ordering::Relaxed);
             let until = self.now_ms() + self.retry_after.as_millis() as u64;
             if upstream.skip_until_ms.swap(until, Ordering::Relaxed) == 0 {
                 tracing::warn!(upstream = %upstream.addr, error = %last, "upstream failed; skipping it for {:?}", self.retry_after);
             }
         }
         Err(UpstreamError::AllFailed { last })
+    }
+}
+
+impl Upstreams {
+    fn observe(&self, took: Duration) {
+        let ms = took.as_millis() as u64;
+        if let Some(i) = LATENCY_BUCKETS_MS.iter().position(|&b| ms < b) {
+            self.latency.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency.count.fetch_add(1, Ordering::Relaxed);
+        self.latency
+            .sum_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Appends upstream latency and errors in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        out.push_str("# HELP schooldns_upstream_latency_seconds Successful upstream exchanges.\n");
+        out.push_str("# TYPE schooldns_upstream_latency_seconds histogram\n");
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BUCKETS_MS.iter().enumerate() {
+            cumulative += self.latency.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "schooldns_upstream_latency_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1000.0
+            );
+        }
+        let count = self.latency.count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "schooldns_upstream_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let sum = self.latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "schooldns_upstream_latency_seconds_sum {sum}");
+        let _ = writeln!(out, "schooldns_upstream_latency_seconds_count {count}");
+        out.push_str(
+            "# HELP schooldns_upstream_errors_total Failed or timed-out upstream exchanges.\n",
+        );
+        out.push_str("# TYPE schooldns_upstream_errors_total counter\n");
+        for u in &self.servers {
+            let _ = writeln!(
+                out,
+                "schooldns_upstream_errors_total{{upstream=\"{}\"}} {}",
+                u.addr,
+                u.errors.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 

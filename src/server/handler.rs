@@ -18,8 +18,9 @@ use hickory_proto::rr::rdata::{CNAME, HINFO};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::response::{blocked, encode_udp, formerr_from_header, refused, reply_to};
+use crate::metrics::{Metrics, Outcome};
 use crate::name::QueryName;
-use crate::policy::{Policy, SharedPolicy, Verdict};
+use crate::policy::{Decision, Policy, SharedPolicy, Verdict};
 use crate::resolve::Resolver;
 
 /// TTL of the CNAME a safe-search rewrite answers with.
@@ -40,12 +41,22 @@ pub struct Handler {
     policy: Arc<SharedPolicy>,
     /// Cache and upstreams.
     resolver: Arc<Resolver>,
+    /// Query counters.
+    metrics: Arc<Metrics>,
 }
 
 impl Handler {
     /// A handler deciding with `policy` and resolving with `resolver`.
-    pub fn new(policy: Arc<SharedPolicy>, resolver: Arc<Resolver>) -> Handler {
-        Handler { policy, resolver }
+    pub fn new(
+        policy: Arc<SharedPolicy>,
+        resolver: Arc<Resolver>,
+        metrics: Arc<Metrics>,
+    ) -> Handler {
+        Handler {
+            policy,
+            resolver,
+            metrics,
+        }
     }
 
     /// Handles one message; `None` means send nothing.
@@ -65,49 +76,74 @@ impl Handler {
         if request.message_type() != MessageType::Query {
             return None;
         }
-        let response = self.respond(&request, src.ip()).await;
+        let (response, outcome) = self.respond(&request, src.ip()).await;
+        self.metrics
+            .record(protocol == Protocol::Tcp, outcome, response.response_code());
         match protocol {
             Protocol::Udp => encode_udp(&request, &response),
             Protocol::Tcp => response.to_vec().ok(),
         }
     }
 
-    async fn respond(&self, request: &Message, client: IpAddr) -> Message {
+    async fn respond(&self, request: &Message, client: IpAddr) -> (Message, Outcome) {
+        let error = |rcode| (reply_to(request, rcode), Outcome::Error);
         if request.op_code() != OpCode::Query {
-            return reply_to(request, ResponseCode::NotImp);
+            return error(ResponseCode::NotImp);
         }
         if request.queries().len() != 1 {
-            return reply_to(request, ResponseCode::FormErr);
+            return error(ResponseCode::FormErr);
         }
         if request
             .extensions()
             .as_ref()
             .is_some_and(|e| e.version() > 0)
         {
-            return reply_to(request, ResponseCode::BADVERS);
+            return error(ResponseCode::BADVERS);
         }
         let query = &request.queries()[0];
         let policy = self.policy.load_full();
         let Ok(name) = QueryName::from_ascii_bytes(query.name().to_ascii().as_bytes()) else {
             // Not a host name (the root, binary labels): nothing a student device needs, and
             // nothing a list could be matched against, so it is not forwarded.
-            return reply_to(request, ResponseCode::Refused);
+            return (reply_to(request, ResponseCode::Refused), Outcome::Refuse);
         };
         let decision = policy.decide(client, &name);
         match decision.verdict {
-            Verdict::Refuse => refused(request),
-            Verdict::Block(answer) => {
-                let category = decision.rule.map_or("policy", |r| policy.rule_category(&r));
-                blocked(request, answer, category)
-            }
+            Verdict::Refuse => (refused(request), Outcome::Refuse),
+            Verdict::Block(answer) => (
+                self.block(request, &policy, &decision, answer),
+                Outcome::Block,
+            ),
             Verdict::Rewrite(target) => self.rewrite(request, target).await,
-            Verdict::Allow if query.query_type() == RecordType::ANY => minimal_any(request),
+            Verdict::Allow if query.query_type() == RecordType::ANY => {
+                (minimal_any(request), Outcome::Allow)
+            }
             Verdict::Allow => self.forward(request, &policy, decision.profile).await,
         }
     }
 
+    fn block(
+        &self,
+        request: &Message,
+        policy: &Policy,
+        decision: &Decision,
+        answer: crate::policy::BlockAnswer,
+    ) -> Message {
+        let category = decision.rule.map_or("policy", |r| policy.rule_category(&r));
+        let profile = decision
+            .profile
+            .map_or("", |p| policy.profiles()[p as usize].name.as_str());
+        self.metrics.record_block(category, profile);
+        blocked(request, answer, category)
+    }
+
     /// Resolves an allowed question, then inspects its CNAME chain against the same profile.
-    async fn forward(&self, request: &Message, policy: &Policy, profile: Option<u32>) -> Message {
+    async fn forward(
+        &self,
+        request: &Message,
+        policy: &Policy,
+        profile: Option<u32>,
+    ) -> (Message, Outcome) {
         let query = &request.queries()[0];
         let answer = match self
             .resolver
@@ -117,7 +153,7 @@ impl Handler {
             Ok(answer) => answer,
             Err(err) => {
                 tracing::debug!(name = %query.name(), %err, "SERVFAIL");
-                return reply_to(request, ResponseCode::ServFail);
+                return (reply_to(request, ResponseCode::ServFail), Outcome::Error);
             }
         };
         if let Some(profile) = profile {
@@ -130,22 +166,22 @@ impl Handler {
                 };
                 let decision = policy.decide_for_profile(profile, &target);
                 if let Verdict::Block(block) = decision.verdict {
-                    let category = decision.rule.map_or("policy", |r| policy.rule_category(&r));
-                    return blocked(request, block, category);
+                    let response = self.block(request, policy, &decision, block);
+                    return (response, Outcome::Block);
                 }
             }
         }
         let mut response = reply_to(request, answer.rcode);
         response.add_answers(answer.answers);
         response.add_name_servers(answer.authority);
-        response
+        (response, Outcome::Allow)
     }
 
     /// Answers a CNAME to the safe-search endpoint plus the endpoint's own records.
-    async fn rewrite(&self, request: &Message, target: &'static str) -> Message {
+    async fn rewrite(&self, request: &Message, target: &'static str) -> (Message, Outcome) {
         let query = &request.queries()[0];
         let Ok(target_name) = Name::from_str(&format!("{target}.")) else {
-            return reply_to(request, ResponseCode::ServFail);
+            return (reply_to(request, ResponseCode::ServFail), Outcome::Error);
         };
         let answer = match self
             .resolver
@@ -153,7 +189,7 @@ impl Handler {
             .await
         {
             Ok(answer) => answer,
-            Err(_) => return reply_to(request, ResponseCode::ServFail),
+            Err(_) => return (reply_to(request, ResponseCode::ServFail), Outcome::Error),
         };
         let mut response = reply_to(request, answer.rcode);
         response.add_answer(Record::from_rdata(
@@ -162,7 +198,7 @@ impl Handler {
             RData::CNAME(CNAME(target_name)),
         ));
         response.add_answers(answer.answers);
-        response
+        (response, Outcome::Rewrite)
     }
 }
 

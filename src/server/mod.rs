@@ -22,7 +22,9 @@ use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 
+use crate::admin::{self, AdminState};
 use crate::config::LoadedConfig;
+use crate::metrics::Metrics;
 use crate::policy::{Compiler, SharedPolicy};
 use crate::reload::{self, ReloadStats, Reloader, Trigger};
 use crate::resolve::Resolver;
@@ -47,6 +49,8 @@ pub struct Server {
     /// Wakes the reload thread (file events arrive on their own).
     reload_trigger: mpsc::Sender<Trigger>,
     reload_thread: std::thread::JoinHandle<()>,
+    admin: Option<TcpListener>,
+    admin_state: Arc<AdminState>,
 }
 
 impl Server {
@@ -72,7 +76,12 @@ impl Server {
             config.cache.max_entries,
             Duration::from_secs(config.cache.stale_max),
         ));
-        let handler = Arc::new(Handler::new(Arc::clone(&policy), Arc::clone(&resolver)));
+        let metrics = Arc::new(Metrics::default());
+        let handler = Arc::new(Handler::new(
+            Arc::clone(&policy),
+            Arc::clone(&resolver),
+            Arc::clone(&metrics),
+        ));
         let mut udp = Vec::new();
         for addr in &config.server.udp {
             let socket = UdpSocket::bind(addr)
@@ -95,6 +104,20 @@ impl Server {
             config.reload.max_shrink,
         );
         let reload_stats = reloader.stats();
+        let admin = match config.admin.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the admin listener {addr}"))?,
+            ),
+            None => None,
+        };
+        let admin_state = Arc::new(AdminState {
+            metrics,
+            resolver: Arc::clone(&resolver),
+            reloads: Arc::clone(&reload_stats),
+            policy: Arc::clone(&policy),
+        });
         let (reload_trigger, reload_thread) =
             reload::spawn(reloader, Duration::from_millis(config.reload.debounce_ms))
                 .context("starting the reload thread")?;
@@ -107,6 +130,8 @@ impl Server {
             reload_stats,
             reload_trigger,
             reload_thread,
+            admin,
+            admin_state,
         })
     }
 
@@ -124,6 +149,16 @@ impl Server {
             .iter()
             .filter_map(|s| s.local_addr().ok())
             .collect()
+    }
+
+    /// The bound admin address, if `[admin] listen` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The `/metrics` body as it would be served now.
+    pub fn render_metrics(&self) -> String {
+        self.admin_state.render_metrics()
     }
 
     /// The live policy.
@@ -167,7 +202,13 @@ impl Server {
                 shutdown.clone(),
             ));
         }
+        let admin = self.admin.map(|listener| {
+            tokio::spawn(admin::serve(listener, self.admin_state, shutdown.clone()))
+        });
         while tasks.join_next().await.is_some() {}
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         // Front ends stopped accepting; wait for the queries they started.
         let all = MAX_UDP_IN_FLIGHT as u32;
         let _ = tokio::time::timeout(DRAIN, in_flight.acquire_many(all)).await;

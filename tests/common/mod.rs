@@ -75,6 +75,7 @@ pub struct TestServer {
     pub upstream: dns::FakeUpstream,
     pub udp: std::net::SocketAddr,
     pub tcp: std::net::SocketAddr,
+    pub admin: Option<std::net::SocketAddr>,
     pub reload_stats: std::sync::Arc<schooldns::reload::ReloadStats>,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -95,6 +96,8 @@ max_entries = 1000
 stale_max = 3600
 [reload]
 debounce_ms = 100
+[admin]
+listen = "127.0.0.1:0"
 [categories.adult]
 lists = ["@/lists/adult.txt"]
 [categories.social]
@@ -137,6 +140,7 @@ impl TestServer {
             .expect("server binds");
         let udp = server.udp_addrs()[0];
         let tcp = server.tcp_addrs()[0];
+        let admin = server.admin_addr();
         let reload_stats = server.reload_stats();
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(server.run(shutdown));
@@ -145,6 +149,7 @@ impl TestServer {
             upstream,
             udp,
             tcp,
+            admin,
             reload_stats,
             stop,
             task,

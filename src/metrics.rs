@@ -1,0 +1,143 @@
+//! Counters for `/metrics` (Prometheus text format): queries by protocol, decision and rcode,
+//! blocks by category and profile. Cache, upstream and reload figures are kept by their owners
+//! and gathered when `/metrics` is read.
+//!
+//! The query path only increments atomics, except for a block, which also bumps a per
+//! (category, profile) counter under a std mutex held for one map update; nothing awaits while
+//! holding it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hickory_proto::op::ResponseCode;
+
+/// The decision a query ended with, for counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered from cache or upstream.
+    Allow,
+    /// Blocked by the policy (including CNAME inspection and bypass protection).
+    Block,
+    /// Safe-search rewrite.
+    Rewrite,
+    /// Client network unknown.
+    Refuse,
+    /// Malformed, unsupported, or upstream failure.
+    Error,
+}
+
+const OUTCOMES: [(Outcome, &str); 5] = [
+    (Outcome::Allow, "allow"),
+    (Outcome::Block, "block"),
+    (Outcome::Rewrite, "rewrite"),
+    (Outcome::Refuse, "refuse"),
+    (Outcome::Error, "error"),
+];
+const RCODES: [&str; 7] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "OTHER",
+];
+const PROTOCOLS: [&str; 2] = ["udp", "tcp"];
+
+fn rcode_index(rcode: ResponseCode) -> usize {
+    match rcode {
+        ResponseCode::NoError => 0,
+        ResponseCode::FormErr => 1,
+        ResponseCode::ServFail => 2,
+        ResponseCode::NXDomain => 3,
+        ResponseCode::NotImp => 4,
+        ResponseCode::Refused => 5,
+        _ => 6,
+    }
+}
+
+/// The query counters.
+pub struct Metrics {
+    /// [protocol][outcome][rcode]
+    queries: [[[AtomicU64; 7]; 5]; 2],
+    blocks: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            queries: std::array::from_fn(|_| {
+                std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+            }),
+            blocks: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one answered query.
+    pub fn record(&self, tcp: bool, outcome: Outcome, rcode: ResponseCode) {
+        let o = OUTCOMES
+            .iter()
+            .position(|(x, _)| *x == outcome)
+            .unwrap_or(4);
+        self.queries[usize::from(tcp)][o][rcode_index(rcode)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one block.
+    pub fn record_block(&self, category: &str, profile: &str) {
+        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        match blocks.get_mut(&(category.to_string(), profile.to_string())) {
+            Some(n) => *n += 1,
+            None => {
+                blocks.insert((category.to_string(), profile.to_string()), 1);
+            }
+        }
+    }
+
+    /// Total queries counted (all labels).
+    pub fn total(&self) -> u64 {
+        self.queries
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Appends the query and block families in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP schooldns_queries_total Queries answered, by protocol, decision and rcode.\n",
+        );
+        out.push_str("# TYPE schooldns_queries_total counter\n");
+        for (p, protocol) in PROTOCOLS.iter().enumerate() {
+            for (o, (_, outcome)) in OUTCOMES.iter().enumerate() {
+                for (r, rcode) in RCODES.iter().enumerate() {
+                    let n = self.queries[p][o][r].load(Ordering::Relaxed);
+                    if n > 0 {
+                        let _ = writeln!(
+                            out,
+                            "schooldns_queries_total{{protocol=\"{protocol}\",decision=\"{outcome}\",rcode=\"{rcode}\"}} {n}"
+                        );
+                    }
+                }
+            }
+        }
+        out.push_str("# HELP schooldns_blocks_total Blocked queries, by category and profile.\n");
+        out.push_str("# TYPE schooldns_blocks_total counter\n");
+        let blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        for ((category, profile), n) in blocks.iter() {
+            let _ = writeln!(
+                out,
+                "schooldns_blocks_total{{category=\"{}\",profile=\"{}\"}} {n}",
+                escape(category),
+                escape(profile)
+            );
+        }
+    }
+}
+
+/// Escapes a Prometheus label value.
+pub fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
