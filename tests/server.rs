@@ -444,3 +444,59 @@ async fn metrics_and_health_on_the_admin_listener() {
     assert_eq!(http_get(admin, "/nope").await.0, "HTTP/1.1 404 Not Found");
     s.stop().await;
 }
+
+/// A third-party client: BIND's `dig` shows the block and its Extended DNS Error. CI installs
+/// dig and sets `SCHOOLDNS_REQUIRE_DIG=1`; elsewhere the test is skipped when dig is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dig_sees_blocks_with_their_extended_error() {
+    let have_dig = std::process::Command::new("dig").arg("-v").output().is_ok();
+    if !have_dig {
+        assert!(
+            std::env::var_os("SCHOOLDNS_REQUIRE_DIG").is_none(),
+            "dig is required here but not installed"
+        );
+        eprintln!("skipping: dig is not installed");
+        return;
+    }
+    let s = TestServer::start().await;
+    let port = s.udp.port().to_string();
+    let dig = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new("dig")
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    let base = |name: &str| {
+        vec![
+            "@127.0.0.1".to_string(),
+            "-p".into(),
+            port.clone(),
+            "-b".into(),
+            "127.0.0.1".into(),
+            "+tries=1".into(),
+            "+time=3".into(),
+            name.to_string(),
+        ]
+    };
+    let blocked = dig(base("www.porn.example")).await.unwrap();
+    assert!(blocked.contains("status: NXDOMAIN"), "{blocked}");
+    assert!(
+        blocked.contains("EDE: 15 (Blocked): (blocked by schooldns: adult)"),
+        "{blocked}"
+    );
+    let allowed = dig(base("allowed.example")).await.unwrap();
+    assert!(
+        allowed.contains("status: NOERROR") && allowed.contains("192.0.2.1"),
+        "{allowed}"
+    );
+    let mut tcp = base("big.example");
+    tcp.extend(["TXT".to_string(), "+tcp".to_string()]);
+    let mut tcp_args = tcp;
+    tcp_args[2] = s.tcp.port().to_string();
+    let whole = dig(tcp_args).await.unwrap();
+    assert!(whole.contains("ANSWER: 40"), "{whole}");
+    s.stop().await;
+}
