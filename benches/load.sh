@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Load benchmark (issue #3 §4): schooldns and Unbound in the same run, each with the same
+# 1-million-name blocklist, both forwarding to the same trivial upstream on loopback, each
+# driven by dnsperf pinned to the other core. Prints queries per second, latency percentiles
+# and server CPU time per answered query for three workloads: cache hits, blocked names, and an
+# 80/20 mix.
+#
+#   bash benches/load.sh                 # DURATION=10 NAMES=1000000 THREADS=1 by default
+#
+# Needs: unbound, dnsperf, taskset (apt-get install unbound dnsperf util-linux), python3.
+# Uses loopback ports 5399-5401 only; every dnsperf run is bounded by DURATION seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+NAMES=${NAMES:-1000000}
+THREADS=${THREADS:-1}
+SERVER_CPUS=${SERVER_CPUS:-0}
+CLIENT_CPUS=${CLIENT_CPUS:-1}
+WORK=target/load
+mkdir -p "$WORK"
+for tool in unbound dnsperf taskset python3; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install unbound dnsperf util-linux)" >&2; exit 1; }
+done
+cargo build --release --quiet --bin schooldns --example bench_upstream
+
+echo "== generating $NAMES blocked names and the query files"
+python3 - "$WORK" "$NAMES" <<'PY'
+import random, sys
+work, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(2026)
+letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+tlds = ["com", "net", "org", "vn", "com.vn", "info", "xyz", "top", "ru", "de"]
+names = set()
+while len(names) < n:
+    names.add("".join(rng.choice(letters) for _ in range(rng.randint(6, 16))) + "." + rng.choice(tlds))
+names = sorted(names)
+with open(f"{work}/block.txt", "w") as f:
+    f.write("\n".join(names) + "\n")
+with open(f"{work}/unbound-block.conf", "w") as f:
+    for name in names:
+        f.write(f'local-zone: "{name}." always_nxdomain\n')
+blocked = [f"www.{name}" for name in rng.sample(names, 10000)]
+hits = [f"host{i}.allowed-{i % 97}.example.net" for i in range(10000)]
+def write(path, qs):
+    with open(path, "w") as f:
+        f.write("".join(f"{q} A\n" for q in qs))
+write(f"{work}/hits.txt", hits)
+write(f"{work}/blocked.txt", blocked)
+mix = []
+for i in range(10000):
+    mix.append(blocked[i] if i % 5 == 0 else hits[i])
+write(f"{work}/mix.txt", mix)
+PY
+
+cat > "$WORK/schooldns.toml" <<TOML
+[server]
+udp = ["127.0.0.1:5400"]
+tcp = []
+[upstream]
+servers = ["127.0.0.1:5399"]
+[cache]
+max_entries = 1000000
+[categories.big]
+lists = ["$WORK/block.txt"]
+[profiles.bench]
+block = ["big"]
+safe_search = "off"
+bypass_protection = false
+[[schools]]
+id = "bench"
+name = "Bench"
+networks = ["127.0.0.0/8"]
+profile = "bench"
+TOML
+
+cat > "$WORK/unbound.conf" <<CONF
+server:
+  interface: 127.0.0.1
+  port: 5401
+  num-threads: $THREADS
+  do-daemonize: no
+  chroot: ""
+  username: ""
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  module-config: "iterator"
+  msg-cache-size: 128m
+  rrset-cache-size: 256m
+  include: "$PWD/$WORK/unbound-block.conf"
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@5399
+remote-control:
+  control-enable: no
+CONF
+
+cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+PIDS=()
+trap cleanup EXIT
+
+taskset -c "$CLIENT_CPUS" target/release/examples/bench_upstream 127.0.0.1:5399 2>/dev/null &
+PIDS+=($!)
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+wait_for() { # port
+    for _ in $(seq 1 300); do
+        dig +short +tries=1 +time=1 @127.0.0.1 -p "$1" warmup.example.net A >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    echo "server on port $1 did not start" >&2; return 1
+}
+
+run() { # label port pid workload
+    local label=$1 port=$2 pid=$3 workload=$4
+    local before after out answered
+    before=$(cpu_ticks "$pid")
+    out=$(taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/$workload.txt" \
+        -l "$DURATION" -c 8 -q 500 -v 2>/dev/null)
+    after=$(cpu_ticks "$pid")
+    answered=$(grep -m1 'Queries completed' <<<"$out" | awk '{print $3}')
+    local lost qps
+    lost=$(grep -m1 'Queries lost' <<<"$out" | awk '{print $3}')
+    qps=$(grep -m1 'Queries per second' <<<"$out" | awk '{print $4}')
+    local lat
+    lat=$(grep -E '^> ' <<<"$out" | awk '{print $NF * 1e6}' | sort -n | awk '
+        {v[NR]=$1} END {if (NR==0) {print "- - -"; exit}
+        printf "%.0f %.0f %.0f", v[int(NR*0.5)+1], v[int(NR*0.99)+1], v[int(NR*0.999)+1]}')
+    local cpu_us
+    cpu_us=$(awk -v t=$((after - before)) -v n="$answered" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN {printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0}')
+    printf "%-10s %-8s %10s %8s %8s %8s %8s %7s %12s\n" "$label" "$workload" "$qps" \
+        $lat "$answered" "${lost:-0}" "$cpu_us"
+    echo "$label $workload $qps $lat $answered ${lost:-0} $cpu_us" >>"$WORK/results.txt"
+}
+
+: >"$WORK/results.txt"
+header() {
+    printf "%-10s %-8s %10s %8s %8s %8s %8s %7s %12s\n" server workload "qps" "p50 µs" "p99 µs" \
+        "p99.9 µs" answered lost "CPU µs/query"
+}
+
+echo "== schooldns ($THREADS worker thread(s) on CPU $SERVER_CPUS)"
+taskset -c "$SERVER_CPUS" target/release/schooldns --log warn serve --config "$WORK/schooldns.toml" \
+    --threads "$THREADS" &
+SPID=$!
+PIDS+=($SPID)
+wait_for 5400
+# Fill the cache with the hit names before measuring.
+taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/hits.txt" -n 1 -c 4 -q 200 >/dev/null 2>&1
+header
+for w in hits blocked mix; do run schooldns 5400 "$SPID" "$w"; done
+kill "$SPID"; wait "$SPID" 2>/dev/null || true
+
+echo "== unbound ($THREADS thread(s) on CPU $SERVER_CPUS)"
+taskset -c "$SERVER_CPUS" unbound -d -c "$WORK/unbound.conf" &
+UPID=$!
+PIDS+=($UPID)
+wait_for 5401
+taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5401 -d "$WORK/hits.txt" -n 1 -c 4 -q 200 >/dev/null 2>&1
+header
+for w in hits blocked mix; do run unbound 5401 "$UPID" "$w"; done
+
+echo "== ratios, schooldns / unbound (same run)"
+awk '{q[$1" "$2]=$3; p99[$1" "$2]=$5; cpu[$1" "$2]=$9}
+     END {for (w in q) {}; split("hits blocked mix", ws, " ");
+          for (i=1;i<=3;i++) {w=ws[i];
+            printf "%-8s qps %.2f   p99 %.2f   CPU/query %.2f\n", w,
+              q["schooldns "w]/q["unbound "w], p99["schooldns "w]/p99["unbound "w],
+              cpu["schooldns "w]/cpu["unbound "w]}}' "$WORK/results.txt"
