@@ -83,6 +83,14 @@ impl Resolver {
         &self.upstreams
     }
 
+    /// A fresh cached answer, without waiting on anything.
+    pub fn cached(&self, name: &Name, qtype: RecordType) -> Option<Answer> {
+        match self.cache.get(&CacheKey::new(name, qtype)) {
+            Lookup::Fresh(answer) => Some(answer),
+            _ => None,
+        }
+    }
+
     /// Resolves a question (the name is matched case-insensitively).
     pub async fn resolve(
         self: &Arc<Self>,

@@ -26,6 +26,27 @@ use crate::resolve::Resolver;
 /// TTL of the CNAME a safe-search rewrite answers with.
 const REWRITE_TTL: u32 = 300;
 
+/// The result of [`Handler::handle_now`].
+pub enum Handled {
+    /// Answered (or deliberately not) without waiting on anything.
+    Done(Option<Vec<u8>>),
+    /// Needs an upstream: finish it with [`Handler::finish`].
+    Pending(Pending),
+}
+
+/// A query waiting for an upstream answer, with the policy snapshot it was decided under.
+pub struct Pending {
+    request: Message,
+    protocol: Protocol,
+    policy: Arc<Policy>,
+    step: Step,
+}
+
+enum Step {
+    Forward { profile: Option<u32> },
+    Rewrite(&'static str),
+}
+
 /// Which transport a query came over (truncation applies to UDP only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -66,27 +87,76 @@ impl Handler {
         src: SocketAddr,
         protocol: Protocol,
     ) -> Option<Vec<u8>> {
+        match self.handle_now(bytes, src, protocol) {
+            Handled::Done(response) => response,
+            Handled::Pending(pending) => self.finish(pending).await,
+        }
+    }
+
+    /// Everything that needs no upstream, done synchronously: refusals, blocks, errors and
+    /// cache hits come back as [`Handled::Done`], so a front end can answer them without
+    /// spawning a task. The rest comes back as [`Handled::Pending`] for [`Handler::finish`].
+    pub fn handle_now(&self, bytes: &[u8], src: SocketAddr, protocol: Protocol) -> Handled {
         // A header is 12 bytes; the QR bit marks a response, which we never answer.
         if bytes.len() < 12 || bytes[2] & 0x80 != 0 {
-            return None;
+            return Handled::Done(None);
         }
         let Ok(request) = Message::from_vec(bytes) else {
-            return formerr_from_header(bytes);
+            return Handled::Done(formerr_from_header(bytes));
         };
         if request.message_type() != MessageType::Query {
-            return None;
+            return Handled::Done(None);
         }
-        let (response, outcome) = self.respond(&request, src.ip()).await;
+        match self.respond_now(&request, src.ip()) {
+            Ok((response, outcome)) => {
+                Handled::Done(self.encode(&request, &response, outcome, protocol))
+            }
+            Err((policy, step)) => Handled::Pending(Pending {
+                request,
+                protocol,
+                policy,
+                step,
+            }),
+        }
+    }
+
+    /// Completes a query that needs an upstream.
+    pub async fn finish(&self, pending: Pending) -> Option<Vec<u8>> {
+        let Pending {
+            request,
+            protocol,
+            policy,
+            step,
+        } = pending;
+        let (response, outcome) = match step {
+            Step::Forward { profile } => self.forward(&request, &policy, profile).await,
+            Step::Rewrite(target) => self.rewrite(&request, target).await,
+        };
+        self.encode(&request, &response, outcome, protocol)
+    }
+
+    fn encode(
+        &self,
+        request: &Message,
+        response: &Message,
+        outcome: Outcome,
+        protocol: Protocol,
+    ) -> Option<Vec<u8>> {
         self.metrics
             .record(protocol == Protocol::Tcp, outcome, response.response_code());
         match protocol {
-            Protocol::Udp => encode_udp(&request, &response),
+            Protocol::Udp => encode_udp(request, response),
             Protocol::Tcp => response.to_vec().ok(),
         }
     }
 
-    async fn respond(&self, request: &Message, client: IpAddr) -> (Message, Outcome) {
-        let error = |rcode| (reply_to(request, rcode), Outcome::Error);
+    #[allow(clippy::result_large_err)]
+    fn respond_now(
+        &self,
+        request: &Message,
+        client: IpAddr,
+    ) -> Result<(Message, Outcome), (Arc<Policy>, Step)> {
+        let error = |rcode| Ok((reply_to(request, rcode), Outcome::Error));
         if request.op_code() != OpCode::Query {
             return error(ResponseCode::NotImp);
         }
@@ -105,20 +175,28 @@ impl Handler {
         let Ok(name) = QueryName::from_ascii_bytes(query.name().to_ascii().as_bytes()) else {
             // Not a host name (the root, binary labels): nothing a student device needs, and
             // nothing a list could be matched against, so it is not forwarded.
-            return (reply_to(request, ResponseCode::Refused), Outcome::Refuse);
+            return Ok((reply_to(request, ResponseCode::Refused), Outcome::Refuse));
         };
         let decision = policy.decide(client, &name);
         match decision.verdict {
-            Verdict::Refuse => (refused(request), Outcome::Refuse),
-            Verdict::Block(answer) => (
+            Verdict::Refuse => Ok((refused(request), Outcome::Refuse)),
+            Verdict::Block(answer) => Ok((
                 self.block(request, &policy, &decision, answer),
                 Outcome::Block,
-            ),
-            Verdict::Rewrite(target) => self.rewrite(request, target).await,
+            )),
+            Verdict::Rewrite(target) => Err((policy, Step::Rewrite(target))),
             Verdict::Allow if query.query_type() == RecordType::ANY => {
-                (minimal_any(request), Outcome::Allow)
+                Ok((minimal_any(request), Outcome::Allow))
             }
-            Verdict::Allow => self.forward(request, &policy, decision.profile).await,
+            Verdict::Allow => match self.resolver.cached(query.name(), query.query_type()) {
+                Some(answer) => Ok(self.answer(request, &policy, decision.profile, answer)),
+                None => Err((
+                    policy,
+                    Step::Forward {
+                        profile: decision.profile,
+                    },
+                )),
+            },
         }
     }
 
@@ -137,7 +215,7 @@ impl Handler {
         blocked(request, answer, category)
     }
 
-    /// Resolves an allowed question, then inspects its CNAME chain against the same profile.
+    /// Resolves an allowed question through cache and upstreams.
     async fn forward(
         &self,
         request: &Message,
@@ -145,17 +223,28 @@ impl Handler {
         profile: Option<u32>,
     ) -> (Message, Outcome) {
         let query = &request.queries()[0];
-        let answer = match self
+        match self
             .resolver
             .resolve(query.name(), query.query_type())
             .await
         {
-            Ok(answer) => answer,
+            Ok(answer) => self.answer(request, policy, profile, answer),
             Err(err) => {
                 tracing::debug!(name = %query.name(), %err, "SERVFAIL");
-                return (reply_to(request, ResponseCode::ServFail), Outcome::Error);
+                (reply_to(request, ResponseCode::ServFail), Outcome::Error)
             }
-        };
+        }
+    }
+
+    /// Builds the response for a resolved answer after inspecting its CNAME chain against the
+    /// client's profile: a chain that leads into a blocked name is blocked as that name.
+    fn answer(
+        &self,
+        request: &Message,
+        policy: &Policy,
+        profile: Option<u32>,
+        answer: crate::resolve::Answer,
+    ) -> (Message, Outcome) {
         if let Some(profile) = profile {
             for record in &answer.answers {
                 let RData::CNAME(target) = record.data() else {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, watch};
 
-use super::handler::{Handler, Protocol};
+use super::handler::{Handled, Handler, Protocol};
 
 /// Largest query accepted over UDP (EDNS payloads above this are not needed for questions).
 const MAX_QUERY: usize = 4096;
@@ -32,14 +32,23 @@ pub async fn serve(
                 }
             },
         };
+        // Blocks, refusals and cache hits are answered right here; only questions that need
+        // an upstream become tasks.
+        let pending = match handler.handle_now(&buf[..len], src, Protocol::Udp) {
+            Handled::Done(Some(response)) => {
+                let _ = socket.send_to(&response, src).await;
+                continue;
+            }
+            Handled::Done(None) => continue,
+            Handled::Pending(pending) => pending,
+        };
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
             return;
         };
-        let query = buf[..len].to_vec();
         let socket = Arc::clone(&socket);
         let handler = Arc::clone(&handler);
         tokio::spawn(async move {
-            if let Some(response) = handler.handle(&query, src, Protocol::Udp).await {
+            if let Some(response) = handler.finish(pending).await {
                 let _ = socket.send_to(&response, src).await;
             }
             drop(permit);
