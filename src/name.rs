@@ -29,6 +29,8 @@ pub enum NameError {
     IpAddress,
     /// A UTF-8 name that IDNA (UTS #46) rejects.
     BadIdn,
+    /// Wire-format bytes that do not form a name (a pointer, or a label running past the end).
+    Malformed,
 }
 
 impl fmt::Display for NameError {
@@ -41,6 +43,7 @@ impl fmt::Display for NameError {
             NameError::InvalidChar(c) => write!(f, "invalid character {c:?}"),
             NameError::IpAddress => f.write_str("IP address, not a domain name"),
             NameError::BadIdn => f.write_str("invalid internationalised name"),
+            NameError::Malformed => f.write_str("malformed wire-format name"),
         }
     }
 }
@@ -169,6 +172,54 @@ impl QueryName {
         Ok(q)
     }
 
+    /// Reads an uncompressed wire-format name (as in a query's question) starting at `start`,
+    /// returning it and the offset just past it. Lower-cases as it copies; never allocates.
+    pub fn from_wire(packet: &[u8], start: usize) -> Result<(QueryName, usize), NameError> {
+        let mut q = QueryName {
+            buf: [0; MAX_NAME_LEN],
+            len: 0,
+            starts: [0; 128],
+            labels: 0,
+        };
+        let mut at = start;
+        let mut out = 0usize;
+        loop {
+            let len = *packet.get(at).ok_or(NameError::Malformed)? as usize;
+            at += 1;
+            if len == 0 {
+                break;
+            }
+            if len > MAX_LABEL_LEN {
+                return Err(NameError::Malformed);
+            }
+            let label = packet.get(at..at + len).ok_or(NameError::Malformed)?;
+            let dot = usize::from(out > 0);
+            if out + dot + len > MAX_NAME_LEN {
+                return Err(NameError::TooLong);
+            }
+            if dot == 1 {
+                q.buf[out] = b'.';
+                out += 1;
+            }
+            let label_start = out;
+            for &b in label {
+                let b = b.to_ascii_lowercase();
+                if !is_label_byte(b) {
+                    return Err(NameError::InvalidChar(b as char));
+                }
+                q.buf[out] = b;
+                out += 1;
+            }
+            q.len = out as u8;
+            q.push_label(label_start, out)?;
+            at += len;
+        }
+        if q.labels == 0 {
+            return Err(NameError::Empty);
+        }
+        Ok((q, at))
+    }
+
     fn push_label(&mut self, start: usize, end: usize) -> Result<(), NameError> {
         if end == start {
             return Err(NameError::EmptyLabel);
@@ -272,6 +323,30 @@ mod tests {
         assert_eq!(q.suffix(1), b"example.com");
         assert_eq!(q.suffix(2), b"com");
         assert_eq!(q.suffix_offset(2), 12);
+    }
+
+    #[test]
+    fn wire_names_are_read_lower_cased() {
+        let packet = b"\x03WwW\x07Example\x03COM\x00\x00\x01";
+        let (q, end) = QueryName::from_wire(packet, 0).unwrap();
+        assert_eq!(
+            (q.as_str(), end, q.label_count()),
+            ("www.example.com", 17, 3)
+        );
+        assert_eq!(q.suffix(1), b"example.com");
+        assert_eq!(
+            QueryName::from_wire(b"\x00", 0).unwrap_err(),
+            NameError::Empty
+        );
+        assert_eq!(
+            QueryName::from_wire(b"\xc0\x0c", 0).unwrap_err(),
+            NameError::Malformed
+        );
+        assert_eq!(
+            QueryName::from_wire(b"\x05ab", 0).unwrap_err(),
+            NameError::Malformed
+        );
+        assert!(QueryName::from_wire(b"\x03a b\x00", 0).is_err());
     }
 
     #[test]

@@ -500,3 +500,55 @@ async fn dig_sees_blocks_with_their_extended_error() {
     assert!(whole.contains("ANSWER: 40"), "{whole}");
     s.stop().await;
 }
+
+/// The wire fast path (cache hits answered from stored bytes) answers what the general path
+/// answered: same records, TTLs counted down, the client's id, flags and qname case echoed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_hits_from_the_fast_path_match_the_first_answer() {
+    let s = TestServer::start().await;
+    for (qname, qtype) in [
+        ("Fast.Example.", RecordType::A),
+        ("fast6.example.", RecordType::AAAA),
+        ("nx.example.", RecordType::A),
+    ] {
+        let mut q = query_message(qname, qtype, true);
+        let first = udp_query(s.udp, SCHOOL, &q).await;
+        let before = s.upstream.queries.load(Ordering::SeqCst);
+        q.set_id(0x0777);
+        let second = udp_query(s.udp, SCHOOL, &q).await;
+        assert_eq!(
+            s.upstream.queries.load(Ordering::SeqCst),
+            before,
+            "{qname}: answered from the cache"
+        );
+        assert_eq!(second.id(), 0x0777);
+        assert_eq!(second.queries()[0].name().to_ascii(), qname);
+        assert_eq!(second.response_code(), first.response_code());
+        assert!(second.recursion_available() && second.recursion_desired());
+        assert_eq!(second.answers().len(), first.answers().len());
+        assert_eq!(second.name_servers().len(), first.name_servers().len());
+        for (a, b) in first
+            .answers()
+            .iter()
+            .chain(first.name_servers())
+            .zip(second.answers().iter().chain(second.name_servers()))
+        {
+            assert_eq!(
+                (a.name(), a.record_type(), a.data()),
+                (b.name(), b.record_type(), b.data())
+            );
+            assert!(b.ttl() <= a.ttl());
+        }
+        assert!(second.extensions().is_some());
+    }
+    // Without EDNS the answer carries no OPT record.
+    let plain = udp_query(
+        s.udp,
+        SCHOOL,
+        &query_message("fast.example.", RecordType::A, false),
+    )
+    .await;
+    assert!(plain.extensions().is_none());
+    assert_eq!(a_records(&plain), [Ipv4Addr::new(192, 0, 2, 1)]);
+    s.stop().await;
+}

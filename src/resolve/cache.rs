@@ -22,27 +22,50 @@ pub const STALE_TTL: u32 = 30;
 pub const MAX_TTL: u32 = 86_400;
 const SHARDS: usize = 16;
 
-/// A question: lower-cased name and type.
+/// A question: the lower-cased name in wire form followed by the type, so that the UDP fast
+/// path can look a question up straight from the packet's bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey {
-    name: Name,
-    qtype: RecordType,
-}
+pub struct CacheKey(Vec<u8>);
 
 impl CacheKey {
     /// The key of a question.
     pub fn new(name: &Name, qtype: RecordType) -> CacheKey {
-        CacheKey {
-            name: name.to_lowercase(),
-            qtype,
-        }
+        use hickory_proto::serialize::binary::BinEncodable;
+        let mut key = name.to_lowercase().to_bytes().unwrap_or_default();
+        key.extend_from_slice(&u16::from(qtype).to_be_bytes());
+        CacheKey(key)
     }
+}
+
+impl std::borrow::Borrow<[u8]> for CacheKey {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// An answer's sections encoded once, as they follow a question of the same name: a response
+/// is the client's header and question with these bytes appended and their TTLs counted down.
+#[derive(Debug, Clone)]
+pub struct WireAnswer {
+    /// Response code.
+    pub rcode: ResponseCode,
+    /// Answer records.
+    pub ancount: u16,
+    /// Authority records.
+    pub nscount: u16,
+    /// Answer and authority sections; compression pointers assume the question at offset 12.
+    pub sections: Vec<u8>,
+    /// Offset in `sections` of every record's TTL, with the TTL as received (capped).
+    pub ttls: Vec<(u16, u32)>,
 }
 
 struct Entry {
     rcode: ResponseCode,
     answers: Vec<Record>,
     authority: Vec<Record>,
+    /// Wire form for the fast path; `None` when the answer has a CNAME (the chain must be
+    /// inspected against each client's profile) or could not be encoded.
+    wire: Option<std::sync::Arc<WireAnswer>>,
     stored: Instant,
     ttl: u32,
 }
@@ -86,13 +109,27 @@ impl Cache {
         }
     }
 
-    fn shard(&self, key: &CacheKey) -> &Mutex<Shard> {
+    fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
         &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+    }
+
+    /// The fast path's lookup: a fresh answer's wire form and its age in seconds, by the key
+    /// bytes (lower-case wire name + type) taken from a packet.
+    pub fn get_wire(&self, key: &[u8]) -> Option<(std::sync::Arc<WireAnswer>, u32)> {
+        let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        let entry = shard.map.get(key)?;
+        let wire = entry.wire.as_ref()?;
+        let age = u32::try_from(entry.stored.elapsed().as_secs()).unwrap_or(u32::MAX);
+        if age >= entry.ttl {
+            return None;
+        }
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some((std::sync::Arc::clone(wire), age))
     }
 
     /// Looks a question up, counting TTLs down.
     pub fn get(&self, key: &CacheKey) -> Lookup {
-        let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        let shard = self.shard(&key.0).lock().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = shard.map.get(key) else {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return Lookup::Miss;
@@ -116,11 +153,13 @@ impl Cache {
         let Some(ttl) = cache_ttl(answer) else {
             return;
         };
-        let mut shard = self.shard(&key).lock().unwrap_or_else(|e| e.into_inner());
+        let wire = wire_answer(&key, answer).map(std::sync::Arc::new);
+        let mut shard = self.shard(&key.0).lock().unwrap_or_else(|e| e.into_inner());
         let entry = Entry {
             rcode: answer.rcode,
             answers: answer.answers.clone(),
             authority: answer.authority.clone(),
+            wire,
             stored: Instant::now(),
             ttl,
         };
@@ -180,6 +219,61 @@ impl Entry {
             source,
         }
     }
+}
+
+/// Encodes an answer's sections as they follow the question `key`, and finds each TTL.
+fn wire_answer(key: &CacheKey, answer: &Answer) -> Option<WireAnswer> {
+    use hickory_proto::op::{Message, Query};
+    if answer
+        .answers
+        .iter()
+        .any(|r| r.record_type() == RecordType::CNAME)
+    {
+        return None;
+    }
+    let name_len = key.0.len() - 2;
+    let name = {
+        use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+        Name::read(&mut BinDecoder::new(&key.0[..name_len])).ok()?
+    };
+    let qtype = RecordType::from(u16::from_be_bytes([key.0[name_len], key.0[name_len + 1]]));
+    let mut message = Message::new();
+    message.add_query(Query::query(name, qtype));
+    message.add_answers(answer.answers.iter().cloned());
+    message.add_name_servers(answer.authority.iter().cloned());
+    let bytes = message.to_vec().ok()?;
+    let start = 12 + name_len + 4;
+    let sections = bytes.get(start..)?.to_vec();
+    // Walk the records: name (labels or a pointer), type, class, TTL, length, data.
+    let count = answer.answers.len() + answer.authority.len();
+    let mut ttls = Vec::with_capacity(count);
+    let mut at = 0usize;
+    for _ in 0..count {
+        loop {
+            let len = *sections.get(at)? as usize;
+            if len == 0 {
+                at += 1;
+                break;
+            }
+            if len & 0xc0 == 0xc0 {
+                at += 2;
+                break;
+            }
+            at += 1 + len;
+        }
+        let ttl_at = at + 4;
+        let record_ttl = u32::from_be_bytes(sections.get(ttl_at..ttl_at + 4)?.try_into().ok()?);
+        ttls.push((u16::try_from(ttl_at).ok()?, record_ttl.min(MAX_TTL)));
+        let rdlen = u16::from_be_bytes(sections.get(ttl_at + 4..ttl_at + 6)?.try_into().ok()?);
+        at = ttl_at + 6 + rdlen as usize;
+    }
+    (at == sections.len()).then_some(WireAnswer {
+        rcode: answer.rcode,
+        ancount: u16::try_from(answer.answers.len()).ok()?,
+        nscount: u16::try_from(answer.authority.len()).ok()?,
+        sections,
+        ttls,
+    })
 }
 
 /// How long an answer may be cached: the smallest answer TTL for positive answers; for negative

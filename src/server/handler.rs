@@ -17,6 +17,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{CNAME, HINFO};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use super::fast;
 use super::response::{blocked, encode_udp, formerr_from_header, refused, reply_to};
 use crate::metrics::{Metrics, Outcome};
 use crate::name::QueryName;
@@ -101,6 +102,11 @@ impl Handler {
         if bytes.len() < 12 || bytes[2] & 0x80 != 0 {
             return Handled::Done(None);
         }
+        if protocol == Protocol::Udp {
+            if let Some(response) = self.fast(bytes, src.ip()) {
+                return Handled::Done(Some(response));
+            }
+        }
         let Ok(request) = Message::from_vec(bytes) else {
             return Handled::Done(formerr_from_header(bytes));
         };
@@ -118,6 +124,27 @@ impl Handler {
                 step,
             }),
         }
+    }
+
+    /// The wire-level fast path for the common cases (see `fast.rs`).
+    fn fast(&self, bytes: &[u8], client: IpAddr) -> Option<Vec<u8>> {
+        let query = fast::WireQuery::parse(bytes)?;
+        let policy = self.policy.load();
+        let (response, outcome) =
+            fast::answer(&query, &policy, client, self.resolver.cache(), |c, p| {
+                self.metrics.record_block(c, p)
+            })?;
+        let (outcome, rcode) = match outcome {
+            fast::FastOutcome::Refuse => (Outcome::Refuse, ResponseCode::Refused),
+            fast::FastOutcome::Block => {
+                (Outcome::Block, ResponseCode::from_low(response[3] & 0x0f))
+            }
+            fast::FastOutcome::Allow => {
+                (Outcome::Allow, ResponseCode::from_low(response[3] & 0x0f))
+            }
+        };
+        self.metrics.record(false, outcome, rcode);
+        Some(response)
     }
 
     /// Completes a query that needs an upstream.

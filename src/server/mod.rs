@@ -7,6 +7,7 @@
 //! answering. Shutdown: stop accepting, let queries in flight finish (up to a few seconds), stop
 //! the reload thread.
 
+pub mod fast;
 pub mod handler;
 pub mod response;
 pub mod tcp;
