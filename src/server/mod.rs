@@ -7,6 +7,9 @@
 //! answering. Shutdown: stop accepting, let queries in flight finish (up to a few seconds), stop
 //! the reload thread.
 
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod batch;
 pub mod fast;
 pub mod handler;
 pub mod response;
