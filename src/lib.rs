@@ -9,6 +9,7 @@
 //!   a client address and a name, allow / block / rewrite / refuse, and says why.
 //! - [`resolve`]: the answer cache and the upstream forwarder.
 //! - [`server`]: UDP and TCP front ends and the request handler that joins policy and resolver.
+//! - [`subscriptions`]: downloading category `urls` into a cache folder, beside the query path.
 //! - [`reload`]: watching files and swapping in new policies beside the query path.
 //! - [`admin`] and [`metrics`]: `/metrics` and `/health` on the admin listener.
 //! - [`cli`]: the `schooldns` commands (`serve`, `check`, `explain`).
@@ -39,3 +40,4 @@ pub mod policy;
 pub mod reload;
 pub mod resolve;
 pub mod server;
+pub mod subscriptions;

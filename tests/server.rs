@@ -552,3 +552,143 @@ async fn cache_hits_from_the_fast_path_match_the_first_answer() {
     assert_eq!(a_records(&plain), [Ipv4Addr::new(192, 0, 2, 1)]);
     s.stop().await;
 }
+
+/// A tiny HTTP server for list subscriptions: serves `body` with an ETag, answers 304 to a
+/// matching `If-None-Match`, 500 when `failing`, and counts requests and 304s.
+struct ListServer {
+    addr: std::net::SocketAddr,
+    state: std::sync::Arc<std::sync::Mutex<(String, String, bool)>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    not_modified: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ListServer {
+    fn start(body: &str, etag: &str) -> ListServer {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = std::sync::Arc::new(std::sync::Mutex::new((
+            body.to_string(),
+            etag.to_string(),
+            false,
+        )));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let not_modified = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (st, rq, nm) = (state.clone(), requests.clone(), not_modified.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut if_none_match = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("if-none-match: ") {
+                        if_none_match = Some(v.trim().to_string());
+                    }
+                }
+                rq.fetch_add(1, Ordering::SeqCst);
+                let (body, etag, failing) = st.lock().unwrap().clone();
+                let response = if failing {
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                } else if if_none_match.as_deref() == Some(&format!("\"{etag}\"")) {
+                    nm.fetch_add(1, Ordering::SeqCst);
+                    format!(
+                        "HTTP/1.1 304 Not Modified\r\nETag: \"{etag}\"\r\nConnection: close\r\n\r\n"
+                    )
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nETag: \"{etag}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        ListServer {
+            addr,
+            state,
+            requests,
+            not_modified,
+        }
+    }
+
+    fn set(&self, body: &str, etag: &str, failing: bool) {
+        *self.state.lock().unwrap() = (body.to_string(), etag.to_string(), failing);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_download_refresh_and_survive_failures() {
+    let http = ListServer::start("sub.example\n", "v1");
+    let config = crate::common::SERVER_CONFIG
+        .replace(
+            "[categories.education]",
+            &format!("[categories.subscribed]\nurls = [\"http://{}/list.txt\"]\n[categories.education]", http.addr),
+        )
+        .replace("block = [\"adult\", \"social\"]", "block = [\"adult\", \"social\", \"subscribed\"]")
+        .replace("[reload]", "[subscriptions]\ncache_dir = \"@/cache\"\nrefresh_secs = 1\ntimeout_secs = 5\n[reload]");
+    let s = TestServer::start_with(&config).await;
+    let blocked = |name: &str| query_message(name, RecordType::A, true);
+    // Downloaded at start.
+    assert_eq!(
+        udp_query(s.udp, SCHOOL, &blocked("sub.example."))
+            .await
+            .response_code(),
+        ResponseCode::NXDomain
+    );
+    assert_eq!(
+        udp_query(s.udp, SCHOOL, &blocked("sub2.example."))
+            .await
+            .response_code(),
+        ResponseCode::NoError
+    );
+    // Unchanged: conditional requests get 304.
+    wait_until("a 304", || http.not_modified.load(Ordering::SeqCst) >= 1).await;
+    // Changed upstream: refreshed and reloaded.
+    http.set("sub.example\nsub2.example\n", "v2", false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = udp_query(s.udp, SCHOOL, &blocked("sub2.example.")).await;
+        if m.response_code() == ResponseCode::NXDomain {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refreshed list never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The list server fails: the last good copy keeps serving.
+    http.set("", "v3", true);
+    let seen = http.requests.load(Ordering::SeqCst);
+    wait_until("a failed refresh", || {
+        http.requests.load(Ordering::SeqCst) > seen + 1
+    })
+    .await;
+    assert_eq!(
+        udp_query(s.udp, SCHOOL, &blocked("sub2.example."))
+            .await
+            .response_code(),
+        ResponseCode::NXDomain
+    );
+    assert_eq!(s.reload_stats.failed.load(Ordering::SeqCst), 0);
+    // A restart with the list server still down starts from the cached copy.
+    let district = s.stop_keep_district().await;
+    let server = schooldns::server::Server::bind(&district.path("schooldns.toml"))
+        .await
+        .unwrap();
+    let udp = server.udp_addrs()[0];
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(server.run(shutdown));
+    assert_eq!(
+        udp_query(udp, SCHOOL, &blocked("sub2.example."))
+            .await
+            .response_code(),
+        ResponseCode::NXDomain
+    );
+    let _ = stop.send(true);
+    task.await.unwrap().unwrap();
+}

@@ -54,6 +54,46 @@ pub struct Config {
     /// The admin HTTP listener.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Downloaded lists.
+    #[serde(default)]
+    pub subscriptions: SubscriptionsConfig,
+}
+
+/// `[subscriptions]`: how category `urls` are downloaded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionsConfig {
+    /// Folder holding the last good copy of each URL.
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: PathBuf,
+    /// Seconds between refreshes.
+    #[serde(default = "default_refresh")]
+    pub refresh_secs: u64,
+    /// Longest a download may take, in seconds.
+    #[serde(default = "default_download_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from("data/lists")
+}
+
+fn default_refresh() -> u64 {
+    6 * 3600
+}
+
+fn default_download_timeout() -> u64 {
+    60
+}
+
+impl Default for SubscriptionsConfig {
+    fn default() -> SubscriptionsConfig {
+        SubscriptionsConfig {
+            cache_dir: default_cache_dir(),
+            refresh_secs: default_refresh(),
+            timeout_secs: default_download_timeout(),
+        }
+    }
 }
 
 /// `[admin]`: operations endpoints.
@@ -187,6 +227,10 @@ pub struct CategoryConfig {
     /// List files (any supported format, optionally `.gz`) or UT1 category folders.
     #[serde(default)]
     pub lists: Vec<Spanned<String>>,
+    /// Lists to download (http or https), kept in `[subscriptions] cache_dir` and refreshed
+    /// every `[subscriptions] refresh_secs`.
+    #[serde(default)]
+    pub urls: Vec<Spanned<String>>,
     /// Shown to admins and reviewers.
     #[serde(default)]
     pub description: Option<String>,

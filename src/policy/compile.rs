@@ -132,6 +132,30 @@ impl Compiler {
                     }
                 }
             }
+            for url in &cat.urls {
+                let scheme_ok = ["http://", "https://"]
+                    .iter()
+                    .any(|s| url.get_ref().starts_with(s));
+                if !scheme_ok {
+                    return Err(source.error_at(
+                        url.span(),
+                        &format!("categories.{name}.urls"),
+                        format!("{:?} is not an http:// or https:// URL", url.get_ref()),
+                    ));
+                }
+                // The last good download, if there is one yet; the refresher fetches the rest.
+                let path = crate::subscriptions::cached_path(
+                    &config.subscriptions.cache_dir,
+                    url.get_ref(),
+                );
+                if let Ok(stamp) = FileStamp::of(&path) {
+                    if !files.iter().any(|(p, _)| p == &path) {
+                        files.push((path, stamp));
+                    }
+                } else {
+                    tracing::warn!(category = %name, url = %url.get_ref(), "no downloaded copy of this subscription yet");
+                }
+            }
             if files.len() > MAX_FILES {
                 return Err(source.error(&key, format!("more than {MAX_FILES} list files")));
             }

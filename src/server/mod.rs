@@ -33,6 +33,7 @@ use crate::policy::{Compiler, SharedPolicy};
 use crate::reload::{self, ReloadStats, Reloader, Trigger};
 use crate::resolve::Resolver;
 use crate::resolve::upstream::Upstreams;
+use crate::subscriptions;
 use handler::Handler;
 
 /// Most UDP queries handled at once; beyond it, reading waits (back-pressure, not loss).
@@ -55,6 +56,9 @@ pub struct Server {
     reload_thread: std::thread::JoinHandle<()>,
     admin: Option<TcpListener>,
     admin_state: Arc<AdminState>,
+    /// Downloads subscriptions beside the query path; stopped through `stop_refresher`.
+    refresher: Option<std::thread::JoinHandle<()>>,
+    stop_refresher: mpsc::Sender<()>,
 }
 
 impl Server {
@@ -63,6 +67,11 @@ impl Server {
         let path: PathBuf = config_path.to_path_buf();
         let (loaded, compiler, policy) = tokio::task::spawn_blocking(move || {
             let loaded = LoadedConfig::read(&path)?;
+            // Fetch subscriptions before the first compile; failures keep the last good copies.
+            let agent = subscriptions::agent(Duration::from_secs(
+                loaded.config.subscriptions.timeout_secs,
+            ));
+            subscriptions::refresh_all(&loaded.config, &agent);
             let mut compiler = Compiler::default();
             let policy = compiler.compile(&loaded)?;
             anyhow::Ok((loaded, compiler, policy))
@@ -125,7 +134,25 @@ impl Server {
         let (reload_trigger, reload_thread) =
             reload::spawn(reloader, Duration::from_millis(config.reload.debounce_ms))
                 .context("starting the reload thread")?;
+        let (stop_refresher, refresher_stop) = mpsc::channel();
+        let refresher = if subscriptions::urls(config).is_empty() {
+            None
+        } else {
+            let trigger = reload_trigger.clone();
+            Some(
+                subscriptions::spawn_refresher(
+                    config.clone(),
+                    refresher_stop,
+                    Box::new(move || {
+                        let _ = trigger.send(Trigger::FileEvent);
+                    }),
+                )
+                .context("starting the subscription thread")?,
+            )
+        };
         Ok(Server {
+            refresher,
+            stop_refresher,
             udp,
             tcp,
             handler,
@@ -216,6 +243,10 @@ impl Server {
         // Front ends stopped accepting; wait for the queries they started.
         let all = MAX_UDP_IN_FLIGHT as u32;
         let _ = tokio::time::timeout(DRAIN, in_flight.acquire_many(all)).await;
+        let _ = self.stop_refresher.send(());
+        if let Some(refresher) = self.refresher {
+            let _ = tokio::task::spawn_blocking(move || refresher.join()).await;
+        }
         let _ = self.reload_trigger.send(Trigger::Stop);
         let reload_thread = self.reload_thread;
         let _ = tokio::task::spawn_blocking(move || reload_thread.join()).await;

@@ -158,11 +158,17 @@ impl TestServer {
 
     /// Stops the server and waits for it.
     pub async fn stop(self) {
+        self.stop_keep_district().await;
+    }
+
+    /// Stops the server and hands back its district (config, lists, caches) for a restart.
+    pub async fn stop_keep_district(self) -> District {
         let _ = self.stop.send(true);
-        tokio::time::timeout(std::time::Duration::from_secs(10), self.task)
+        tokio::time::timeout(std::time::Duration::from_secs(20), self.task)
             .await
-            .expect("server stops within 10 s")
+            .expect("server stops within 20 s")
             .unwrap()
             .unwrap();
+        self.district
     }
 }
