@@ -1,5 +1,6 @@
-//! The admin HTTP listener (`[admin] listen`): `GET /metrics` (Prometheus text format) and
-//! `GET /health`. Beside the query path: it reads counters and the current policy, nothing else.
+//! The admin HTTP listener (`[admin] listen`): `GET /metrics` (Prometheus text format),
+//! `GET /health`, and `POST /reload[?force=true]` (from this machine only; `schooldns reload`
+//! uses it). Beside the query path: it reads counters and the current policy, nothing else.
 //!
 //! HTTP/1.1 with one request per connection is all these two endpoints need, so it is written
 //! here on tokio rather than pulled in from a web framework; requests are bounded in size and
@@ -29,6 +30,8 @@ pub struct AdminState {
     pub reloads: Arc<ReloadStats>,
     /// The live policy (entries per category).
     pub policy: Arc<SharedPolicy>,
+    /// Wakes the reload thread for `POST /reload`.
+    pub reload: std::sync::Mutex<std::sync::mpsc::Sender<crate::reload::Trigger>>,
 }
 
 impl AdminState {
@@ -95,7 +98,55 @@ pub async fn serve(
     }
 }
 
+/// `POST /reload[?force=true]`: asks for a reload and waits (up to a minute) for its outcome.
+/// Only clients on the same machine may ask: the admin listener may face the school network.
+async fn reload(state: &AdminState, peer_is_local: bool, force: bool) -> (&'static str, String) {
+    if !peer_is_local {
+        return (
+            "403 Forbidden",
+            "reload is only accepted from this machine\n".into(),
+        );
+    }
+    let done =
+        |s: &ReloadStats| s.succeeded.load(Ordering::SeqCst) + s.failed.load(Ordering::SeqCst);
+    let (before, failed_before) = (
+        done(&state.reloads),
+        state.reloads.failed.load(Ordering::SeqCst),
+    );
+    let sent = state
+        .reload
+        .lock()
+        .map(|tx| tx.send(crate::reload::Trigger::Reload { force }).is_ok())
+        .unwrap_or(false);
+    if !sent {
+        return (
+            "503 Service Unavailable",
+            "the reload thread is not running\n".into(),
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while done(&state.reloads) == before {
+        if tokio::time::Instant::now() > deadline {
+            return ("504 Gateway Timeout", "reload still running\n".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if state.reloads.failed.load(Ordering::SeqCst) > failed_before {
+        (
+            "409 Conflict",
+            "reload refused; the previous policy keeps serving (see the server log)\n".into(),
+        )
+    } else {
+        let version = state.policy.load().version();
+        (
+            "200 OK",
+            format!("reloaded, policy version {version:016x}\n"),
+        )
+    }
+}
+
 async fn request(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
+    let peer_is_local = stream.peer_addr().is_ok_and(|p| p.ip().is_loopback());
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -109,7 +160,12 @@ async fn request(mut stream: TcpStream, state: &AdminState) -> std::io::Result<(
     let mut parts = head.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
+    let force = target.contains("force=true") || target.contains("force=1");
     let (status, content_type, body) = match (method, path) {
+        ("POST", "/reload") => {
+            let (status, body) = reload(state, peer_is_local, force).await;
+            (status, "text/plain", body)
+        }
         ("GET", "/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4",

@@ -40,6 +40,15 @@ pub enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Ask the running server to reload its policy now (through `[admin] listen`).
+    Reload {
+        /// Config file (to find the admin address).
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Accept categories that shrank beyond `[reload] max_shrink`.
+        #[arg(long)]
+        force: bool,
+    },
     /// Load and compile the config and every list exactly as the server will, and report.
     Check {
         /// Config file.
@@ -68,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config, threads } => serve(&config, threads),
         Command::Check { config } => check(&config),
+        Command::Reload { config, force } => reload(&config, force),
         Command::Explain {
             names,
             client,
@@ -134,6 +144,40 @@ async fn signals(
     tracing::info!("stopping: finishing queries in flight");
     let _ = stop.send(true);
     Ok(())
+}
+
+fn reload(path: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    use std::io::Read;
+    let loaded = LoadedConfig::read(path)?;
+    let Some(addr) = loaded.config.admin.listen else {
+        anyhow::bail!(
+            "{}: [admin] listen is not set, so there is no server to ask",
+            path.display()
+        );
+    };
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+        .with_context(|| format!("connecting to the admin listener {addr}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(90)))?;
+    let target = if force {
+        "/reload?force=true"
+    } else {
+        "/reload"
+    };
+    write!(
+        stream,
+        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or("");
+    print!("{body}");
+    Ok(if status.contains(" 200 ") {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: {status}");
+        ExitCode::from(1)
+    })
 }
 
 fn check(path: &Path) -> anyhow::Result<ExitCode> {

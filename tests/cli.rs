@@ -318,3 +318,17 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     assert_eq!(exit.code(), Some(0), "{log}");
     assert!(log.contains("serving") && log.contains("stopped"), "{log}");
 }
+
+#[test]
+fn reload_without_an_admin_listener_says_so() {
+    let d = District::new();
+    d.write("adult.txt", "porn.example\n");
+    let path = d.config(BASE);
+    let out = schooldns(&["reload", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("[admin] listen is not set"),
+        "{}",
+        stderr(&out)
+    );
+}

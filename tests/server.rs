@@ -331,6 +331,17 @@ async fn lists_reload_live_and_a_broken_reload_keeps_the_old_policy() {
         udp_query(s.udp, SCHOOL, &q).await.response_code(),
         ResponseCode::NXDomain
     );
+    // An operator asks again: refused again without force, accepted with it.
+    let admin = s.admin.unwrap();
+    let (status, body) = http_request(admin, "POST", "/reload").await;
+    assert_eq!(status, "HTTP/1.1 409 Conflict", "{body}");
+    let (status, body) = http_request(admin, "POST", "/reload?force=true").await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert!(body.starts_with("reloaded, policy version"), "{body}");
+    assert_eq!(
+        udp_query(s.udp, SCHOOL, &q).await.response_code(),
+        ResponseCode::NoError
+    );
     s.stop().await;
 }
 
@@ -390,9 +401,13 @@ async fn queries_keep_being_answered_while_lists_are_rewritten() {
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    http_request(addr, "GET", path).await
+}
+
+async fn http_request(addr: std::net::SocketAddr, method: &str, path: &str) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();

@@ -117,6 +117,7 @@ impl Server {
             config.reload.max_shrink,
         );
         let reload_stats = reloader.stats();
+        let reloader = reloader;
         let admin = match config.admin.listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -125,15 +126,16 @@ impl Server {
             ),
             None => None,
         };
+        let (reload_trigger, reload_thread) =
+            reload::spawn(reloader, Duration::from_millis(config.reload.debounce_ms))
+                .context("starting the reload thread")?;
         let admin_state = Arc::new(AdminState {
             metrics,
             resolver: Arc::clone(&resolver),
             reloads: Arc::clone(&reload_stats),
             policy: Arc::clone(&policy),
+            reload: std::sync::Mutex::new(reload_trigger.clone()),
         });
-        let (reload_trigger, reload_thread) =
-            reload::spawn(reloader, Duration::from_millis(config.reload.debounce_ms))
-                .context("starting the reload thread")?;
         let (stop_refresher, refresher_stop) = mpsc::channel();
         let refresher = if subscriptions::urls(config).is_empty() {
             None
