@@ -100,8 +100,11 @@ fn serve(path: &Path, threads: Option<usize>) -> anyhow::Result<ExitCode> {
         runtime.worker_threads(threads.max(1));
     }
     let runtime = runtime.build().context("starting the async runtime")?;
+    let workers = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
     runtime.block_on(async {
-        let server = crate::server::Server::bind(path).await?;
+        let server = crate::server::Server::bind_with(path, workers.max(1)).await?;
         tracing::info!(
             udp = ?server.udp_addrs(),
             tcp = ?server.tcp_addrs(),

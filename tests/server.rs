@@ -707,3 +707,38 @@ async fn subscriptions_download_refresh_and_survive_failures() {
     let _ = stop.send(true);
     task.await.unwrap().unwrap();
 }
+
+/// Several sockets share one port (SO_REUSEPORT) for several workers; every client is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuseport_sockets_share_one_port() {
+    let district = crate::common::District::new();
+    district.write("lists/adult.txt", "porn.example\n");
+    district.write("lists/social.adblock", "||social.example^\n");
+    district.write("lists/education.txt", "wiki.porn.example\n");
+    let upstream = crate::common::dns::FakeUpstream::start().await;
+    let path = district
+        .config(&crate::common::SERVER_CONFIG.replace("@UPSTREAM", &upstream.addr.to_string()));
+    let server = schooldns::server::Server::bind_with(&path, 2)
+        .await
+        .unwrap();
+    let addrs = server.udp_addrs();
+    assert_eq!(addrs.len(), 1, "{addrs:?}");
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(server.run(shutdown));
+    for i in 0..50 {
+        let name = if i % 2 == 0 {
+            "porn.example."
+        } else {
+            "ok.example."
+        };
+        let m = udp_query(addrs[0], SCHOOL, &query_message(name, RecordType::A, true)).await;
+        let want = if i % 2 == 0 {
+            ResponseCode::NXDomain
+        } else {
+            ResponseCode::NoError
+        };
+        assert_eq!(m.response_code(), want);
+    }
+    let _ = stop.send(true);
+    task.await.unwrap().unwrap();
+}

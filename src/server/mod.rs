@@ -43,6 +43,22 @@ const MAX_TCP_CONNECTIONS: usize = 1024;
 /// How long shutdown waits for queries in flight.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// A non-blocking UDP socket, optionally sharing its port (`SO_REUSEPORT`), with large buffers
+/// so bursts are queued rather than dropped.
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 /// A bound, not yet running server.
 pub struct Server {
     udp: Vec<Arc<UdpSocket>>,
@@ -62,8 +78,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads and compiles `config_path` and binds its listeners.
+    /// Loads and compiles `config_path` and binds its listeners, one UDP socket per address.
     pub async fn bind(config_path: &Path) -> anyhow::Result<Server> {
+        Server::bind_with(config_path, 1).await
+    }
+
+    /// Like [`Server::bind`], with `udp_sockets` sockets per UDP address sharing it through
+    /// `SO_REUSEPORT`, so that the kernel spreads queries over that many worker threads.
+    pub async fn bind_with(config_path: &Path, udp_sockets: usize) -> anyhow::Result<Server> {
         let path: PathBuf = config_path.to_path_buf();
         let (loaded, compiler, policy) = tokio::task::spawn_blocking(move || {
             let loaded = LoadedConfig::read(&path)?;
@@ -97,10 +119,16 @@ impl Server {
         ));
         let mut udp = Vec::new();
         for addr in &config.server.udp {
-            let socket = UdpSocket::bind(addr)
-                .await
-                .with_context(|| format!("binding UDP {addr}"))?;
-            udp.push(Arc::new(socket));
+            let first =
+                bind_udp(*addr, udp_sockets > 1).with_context(|| format!("binding UDP {addr}"))?;
+            // Port 0 picks a port once; the other sockets join that port.
+            let bound = first.local_addr()?;
+            udp.push(Arc::new(first));
+            for _ in 1..udp_sockets {
+                let socket =
+                    bind_udp(bound, true).with_context(|| format!("binding UDP {bound}"))?;
+                udp.push(Arc::new(socket));
+            }
         }
         let mut tcp = Vec::new();
         for addr in &config.server.tcp {
@@ -168,12 +196,16 @@ impl Server {
         })
     }
 
-    /// The bound UDP addresses.
+    /// The bound UDP addresses, each once.
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.udp
+        let mut addrs: Vec<SocketAddr> = self
+            .udp
             .iter()
             .filter_map(|s| s.local_addr().ok())
-            .collect()
+            .collect();
+        // Sockets sharing a port (SO_REUSEPORT) are adjacent: report the address once.
+        addrs.dedup();
+        addrs
     }
 
     /// The bound TCP addresses.
