@@ -18,7 +18,7 @@ SERVER_CPUS=${SERVER_CPUS:-0}
 CLIENT_CPUS=${CLIENT_CPUS:-1}
 WORK=target/load
 mkdir -p "$WORK"
-for tool in unbound dnsperf taskset python3; do
+for tool in unbound dnsperf taskset python3 curl dig; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install unbound dnsperf util-linux)" >&2; exit 1; }
 done
 cargo build --release --quiet --bin schooldns --example bench_upstream
@@ -60,6 +60,8 @@ tcp = []
 servers = ["127.0.0.1:5399"]
 [cache]
 max_entries = 1000000
+[admin]
+listen = "127.0.0.1:5402"
 [categories.big]
 lists = ["$WORK/block.txt"]
 [profiles.bench]
@@ -114,13 +116,19 @@ wait_for() { # port
     echo "server on port $1 did not start" >&2; return 1
 }
 
-run() { # label port pid workload
-    local label=$1 port=$2 pid=$3 workload=$4
+run() { # label port pid workload [reload]
+    local label=$1 port=$2 pid=$3 workload=$4 reload=${5:-}
     local before after out answered
+    if [ -n "$reload" ]; then
+        # Change the 1-million-name list a third of the way in: the server recompiles that
+        # category (and the filter) beside the query path and swaps it in under load.
+        (sleep $((DURATION / 3)); echo "reload-under-load.example" >>"$WORK/block.txt") &
+    fi
     before=$(cpu_ticks "$pid")
     out=$(taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/$workload.txt" \
         -l "$DURATION" -c 8 -q 500 -v 2>/dev/null)
     after=$(cpu_ticks "$pid")
+    [ -n "$reload" ] && workload="$workload+reload"
     answered=$(grep -m1 'Queries completed' <<<"$out" | awk '{print $3}')
     local lost qps
     lost=$(grep -m1 'Queries lost' <<<"$out" | awk '{print $3}')
@@ -153,6 +161,10 @@ wait_for 5400
 taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/hits.txt" -n 1 -c 4 -q 200 >/dev/null 2>&1
 header
 for w in hits blocked mix; do run schooldns 5400 "$SPID" "$w"; done
+reloads_before=$(curl -s http://127.0.0.1:5402/metrics | awk '/^schooldns_reloads_total/ {print $2}')
+run schooldns 5400 "$SPID" mix reload
+reloads_after=$(curl -s http://127.0.0.1:5402/metrics | awk '/^schooldns_reloads_total/ {print $2}')
+echo "policy reloads during mix+reload: $((reloads_after - reloads_before))"
 kill "$SPID"; wait "$SPID" 2>/dev/null || true
 
 echo "== unbound ($THREADS thread(s) on CPU $SERVER_CPUS)"

