@@ -555,6 +555,12 @@ async fn cache_hits_from_the_fast_path_match_the_first_answer() {
             assert!(b.ttl() <= a.ttl());
         }
         assert!(second.extensions().is_some());
+        for r in second.name_servers() {
+            assert!(
+                r.ttl() <= 120,
+                "negative TTL capped at the SOA minimum: {r:?}"
+            );
+        }
     }
     // Without EDNS the answer carries no OPT record.
     let plain = udp_query(

@@ -153,7 +153,7 @@ impl Cache {
         let Some(ttl) = cache_ttl(answer) else {
             return;
         };
-        let wire = wire_answer(&key, answer).map(std::sync::Arc::new);
+        let wire = wire_answer(&key, answer, ttl).map(std::sync::Arc::new);
         let mut shard = self.shard(&key.0).lock().unwrap_or_else(|e| e.into_inner());
         let entry = Entry {
             rcode: answer.rcode,
@@ -221,8 +221,9 @@ impl Entry {
     }
 }
 
-/// Encodes an answer's sections as they follow the question `key`, and finds each TTL.
-fn wire_answer(key: &CacheKey, answer: &Answer) -> Option<WireAnswer> {
+/// Encodes an answer's sections as they follow the question `key`, and finds each TTL
+/// (capped at the entry's `ttl`).
+fn wire_answer(key: &CacheKey, answer: &Answer, ttl: u32) -> Option<WireAnswer> {
     use hickory_proto::op::{Message, Query};
     if answer
         .answers
@@ -263,7 +264,9 @@ fn wire_answer(key: &CacheKey, answer: &Answer) -> Option<WireAnswer> {
         }
         let ttl_at = at + 4;
         let record_ttl = u32::from_be_bytes(sections.get(ttl_at..ttl_at + 4)?.try_into().ok()?);
-        ttls.push((u16::try_from(ttl_at).ok()?, record_ttl.min(MAX_TTL)));
+        // As the general path does: no record outlives the entry (RFC 2308 caps an SOA's TTL
+        // at its MINIMUM for negative answers).
+        ttls.push((u16::try_from(ttl_at).ok()?, record_ttl.min(ttl)));
         let rdlen = u16::from_be_bytes(sections.get(ttl_at + 4..ttl_at + 6)?.try_into().ok()?);
         at = ttl_at + 6 + rdlen as usize;
     }
