@@ -93,7 +93,7 @@ pub async fn serve(
         };
         let state = Arc::clone(&state);
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), request(stream, &state)).await;
+            let _ = request(stream, &state).await;
         });
     }
 }
@@ -150,7 +150,10 @@ async fn request(mut stream: TcpStream, state: &AdminState) -> std::io::Result<(
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut chunk).await?;
+        // A client gets ten seconds to send its request; a reload may then take longer.
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         if n == 0 || buf.len() > 16 * 1024 {
             return Ok(());
         }

@@ -198,11 +198,21 @@ pub fn spawn(
                 if trigger == Trigger::Stop {
                     return;
                 }
-                // Debounce: wait until the files have been quiet for `debounce`.
+                // Debounce file events: wait until the files have been quiet for `debounce`. An
+                // operator's request runs at once, absorbing whatever is already queued.
+                let wait = if trigger == Trigger::FileEvent {
+                    debounce
+                } else {
+                    Duration::ZERO
+                };
                 loop {
-                    match rx.recv_timeout(debounce) {
+                    match rx.recv_timeout(wait) {
                         Ok(Trigger::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                        Ok(Trigger::Reload { force: f }) => force |= f,
+                        Ok(Trigger::Reload { force: f }) => {
+                            // An operator is waiting: reload now.
+                            force |= f;
+                            break;
+                        }
                         Ok(Trigger::FileEvent) => {}
                         Err(mpsc::RecvTimeoutError::Timeout) => break,
                     }

@@ -332,3 +332,69 @@ fn reload_without_an_admin_listener_says_so() {
         stderr(&out)
     );
 }
+
+/// `schooldns reload` asks a running `schooldns serve`; a refused reload exits 1, `--force`
+/// gets it through.
+#[test]
+fn reload_command_talks_to_the_running_server() {
+    use std::time::{Duration, Instant};
+
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (dns, admin) = (free_port(), free_port());
+    let d = District::new();
+    d.write("adult.txt", "porn.example\nxxx.example\nmore.example\n");
+    let config = format!(
+        "[server]\nudp = [\"127.0.0.1:{dns}\"]\ntcp = []\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+         [reload]\ndebounce_ms = 60000\n{BASE}"
+    );
+    let path = d.config(&config);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_schooldns"))
+        .args([
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--threads",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(Instant::now() < deadline, "admin listener never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reload = |force: bool| {
+        let mut args = vec!["reload", "--config", path.to_str().unwrap()];
+        if force {
+            args.push("--force");
+        }
+        schooldns(&args)
+    };
+    // Nothing changed: reloads fine.
+    let out = reload(false);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("reloaded, policy version"),
+        "{}",
+        stdout(&out)
+    );
+    // The list lost two thirds of its entries: refused unless forced.
+    d.write("adult.txt", "porn.example\n");
+    let out = reload(false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("reload refused"), "{}", stdout(&out));
+    let out = reload(true);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
