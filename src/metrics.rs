@@ -56,7 +56,8 @@ fn rcode_index(rcode: ResponseCode) -> usize {
 pub struct Metrics {
     /// [protocol][outcome][rcode]
     queries: [[[AtomicU64; 7]; 5]; 2],
-    blocks: Mutex<BTreeMap<(String, String), u64>>,
+    /// category → profile → count; nested so a repeat block is counted without allocating.
+    blocks: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
 }
 
 impl Default for Metrics {
@@ -83,22 +84,15 @@ impl Metrics {
     /// Counts one block.
     pub fn record_block(&self, category: &str, profile: &str) {
         let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-        match blocks.get_mut(&(category.to_string(), profile.to_string())) {
-            Some(n) => *n += 1,
-            None => {
-                blocks.insert((category.to_string(), profile.to_string()), 1);
-            }
+        if let Some(n) = blocks.get_mut(category).and_then(|p| p.get_mut(profile)) {
+            *n += 1;
+            return;
         }
-    }
-
-    /// Total queries counted (all labels).
-    pub fn total(&self) -> u64 {
-        self.queries
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum()
+        *blocks
+            .entry(category.to_string())
+            .or_default()
+            .entry(profile.to_string())
+            .or_default() += 1;
     }
 
     /// Appends the query and block families in Prometheus text format.
@@ -123,13 +117,15 @@ impl Metrics {
         out.push_str("# HELP schooldns_blocks_total Blocked queries, by category and profile.\n");
         out.push_str("# TYPE schooldns_blocks_total counter\n");
         let blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-        for ((category, profile), n) in blocks.iter() {
-            let _ = writeln!(
-                out,
-                "schooldns_blocks_total{{category=\"{}\",profile=\"{}\"}} {n}",
-                escape(category),
-                escape(profile)
-            );
+        for (category, profiles) in blocks.iter() {
+            for (profile, n) in profiles {
+                let _ = writeln!(
+                    out,
+                    "schooldns_blocks_total{{category=\"{}\",profile=\"{}\"}} {n}",
+                    escape(category),
+                    escape(profile)
+                );
+            }
         }
     }
 }

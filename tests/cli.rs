@@ -248,6 +248,22 @@ fn a_missing_config_file_is_named() {
     assert!(stderr(&out).contains("/nonexistent/schooldns.toml: cannot read config"));
 }
 
+/// Starts `schooldns serve` on `config` with one worker thread.
+fn spawn_serve(config: &std::path::Path, stderr: Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_schooldns"))
+        .args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--threads",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 /// `schooldns serve` answers on its configured port and exits 0 on SIGTERM.
 #[test]
 fn serve_answers_and_stops_cleanly_on_sigterm() {
@@ -268,18 +284,7 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     )
     .replace("10.1.0.0/16", "127.0.0.0/8");
     let path = d.config(&config);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_schooldns"))
-        .args([
-            "serve",
-            "--config",
-            path.to_str().unwrap(),
-            "--threads",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(&path, Stdio::piped());
     let query = crate::common::dns::query_message("www.porn.example.", RecordType::A, true)
         .to_vec()
         .unwrap();
@@ -354,18 +359,7 @@ fn reload_command_talks_to_the_running_server() {
          [reload]\ndebounce_ms = 60000\n{BASE}"
     );
     let path = d.config(&config);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_schooldns"))
-        .args([
-            "serve",
-            "--config",
-            path.to_str().unwrap(),
-            "--threads",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(&path, Stdio::null());
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
         assert!(Instant::now() < deadline, "admin listener never came up");

@@ -13,7 +13,10 @@ use crate::name::QueryName;
 use crate::policy::{BlockAnswer, Policy, Verdict};
 use crate::resolve::cache::WireAnswer;
 
-use super::response::{ADVERTISED_PAYLOAD, BLOCK_TTL};
+use super::response::{
+    ADVERTISED_PAYLOAD, BLOCK_TTL, EDE_BLOCKED, EDE_OPTION, EDE_PROHIBITED, REFUSED_TEXT,
+    blocked_text,
+};
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
@@ -124,7 +127,7 @@ impl<'a> WireQuery<'a> {
                 Some((code, text)) => {
                     let len = 2 + text.len();
                     out.extend_from_slice(&((4 + len) as u16).to_be_bytes());
-                    out.extend_from_slice(&15u16.to_be_bytes());
+                    out.extend_from_slice(&EDE_OPTION.to_be_bytes());
                     out.extend_from_slice(&(len as u16).to_be_bytes());
                     out.extend_from_slice(&code.to_be_bytes());
                     out.extend_from_slice(text.as_bytes());
@@ -138,10 +141,7 @@ impl<'a> WireQuery<'a> {
     /// REFUSED with EDE 18.
     pub fn refused(&self) -> Option<Vec<u8>> {
         let out = self.start(5, 0, 0);
-        self.finish(
-            out,
-            Some((18, "client network is not served by this resolver")),
-        )
+        self.finish(out, Some((EDE_PROHIBITED, REFUSED_TEXT)))
     }
 
     /// A block per the profile's answer, with EDE 15 naming the category.
@@ -170,8 +170,7 @@ impl<'a> WireQuery<'a> {
             out.extend_from_slice(&(data.len() as u16).to_be_bytes());
             out.extend_from_slice(&data);
         }
-        let text = format!("blocked by schooldns: {category}");
-        self.finish(out, Some((15, &text)))
+        self.finish(out, Some((EDE_BLOCKED, &blocked_text(category))))
     }
 
     /// A cached answer, TTLs counted down by `age` seconds.

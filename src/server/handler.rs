@@ -177,7 +177,6 @@ impl Handler {
         }
     }
 
-    #[allow(clippy::result_large_err)]
     fn respond_now(
         &self,
         request: &Message,

@@ -12,11 +12,18 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use crate::policy::BlockAnswer;
 
 /// EDE info-code 15, "Blocked" (RFC 8914 §4.16).
-const EDE_BLOCKED: u16 = 15;
+pub const EDE_BLOCKED: u16 = 15;
 /// EDE info-code 18, "Prohibited" (RFC 8914 §4.19): the client may not use this resolver.
-const EDE_PROHIBITED: u16 = 18;
+pub const EDE_PROHIBITED: u16 = 18;
 /// EDE option code (RFC 8914 §2).
-const EDE_OPTION: u16 = 15;
+pub const EDE_OPTION: u16 = 15;
+/// EDE text of a refusal.
+pub const REFUSED_TEXT: &str = "client network is not served by this resolver";
+
+/// EDE text of a block: what `dig` shows a teacher asking why.
+pub fn blocked_text(category: &str) -> String {
+    format!("blocked by schooldns: {category}")
+}
 /// TTL of synthesised block answers: short, so a list change reaches devices quickly.
 pub const BLOCK_TTL: u32 = 60;
 /// UDP payload size advertised to clients (the 2020 DNS flag day value).
@@ -59,11 +66,7 @@ pub fn add_ede(response: &mut Message, code: u16, text: &str) {
 /// A REFUSED answer for a client outside every school network.
 pub fn refused(request: &Message) -> Message {
     let mut response = reply_to(request, ResponseCode::Refused);
-    add_ede(
-        &mut response,
-        EDE_PROHIBITED,
-        "client network is not served by this resolver",
-    );
+    add_ede(&mut response, EDE_PROHIBITED, REFUSED_TEXT);
     response
 }
 
@@ -92,11 +95,7 @@ pub fn blocked(request: &Message, answer: BlockAnswer, category: &str) -> Messag
     if let Some(rdata) = rdata {
         response.add_answer(Record::from_rdata(query.name().clone(), BLOCK_TTL, rdata));
     }
-    add_ede(
-        &mut response,
-        EDE_BLOCKED,
-        &format!("blocked by schooldns: {category}"),
-    );
+    add_ede(&mut response, EDE_BLOCKED, &blocked_text(category));
     response
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, watch};
 
-use super::handler::{Handled, Handler, Protocol};
+use super::handler::{Handled, Handler, Pending, Protocol};
 
 /// Largest query accepted over UDP (EDNS payloads above this are not needed for questions).
 #[cfg(not(target_os = "linux"))]
@@ -54,14 +54,7 @@ pub async fn serve(
                         // stall every cached and blocked answer behind it.
                         continue;
                     };
-                    let socket = Arc::clone(&socket);
-                    let handler = Arc::clone(&handler);
-                    tokio::spawn(async move {
-                        if let Some(response) = handler.finish(pending).await {
-                            let _ = socket.send_to(&response, src).await;
-                        }
-                        drop(permit);
-                    });
+                    spawn_upstream(&socket, &handler, pending, src, permit);
                 }
             }
         }
@@ -118,13 +111,25 @@ pub async fn serve(
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
             return;
         };
-        let socket = Arc::clone(&socket);
-        let handler = Arc::clone(&handler);
-        tokio::spawn(async move {
-            if let Some(response) = handler.finish(pending).await {
-                let _ = socket.send_to(&response, src).await;
-            }
-            drop(permit);
-        });
+        spawn_upstream(&socket, &handler, pending, src, permit);
     }
+}
+
+/// Finishes a question that needs an upstream as its own task, holding an `in_flight` permit
+/// until its answer is sent.
+fn spawn_upstream(
+    socket: &Arc<UdpSocket>,
+    handler: &Arc<Handler>,
+    pending: Pending,
+    src: std::net::SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let socket = Arc::clone(socket);
+    let handler = Arc::clone(handler);
+    tokio::spawn(async move {
+        if let Some(response) = handler.finish(pending).await {
+            let _ = socket.send_to(&response, src).await;
+        }
+        drop(permit);
+    });
 }
