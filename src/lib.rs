@@ -30,9 +30,11 @@
 //! 9. Counters are updated on every exit path.
 //! 10. Reloads, log writes and list downloads happen beside the path, never on it.
 
+pub mod access;
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod hitlog;
 pub mod lists;
 pub mod metrics;
 pub mod name;

@@ -65,6 +65,9 @@ pub struct ReloadStats {
     pub failed: AtomicU64,
 }
 
+/// Called with each config swapped in.
+pub type SwapHook = Box<dyn Fn(&LoadedConfig) + Send>;
+
 /// Compiles new policies and swaps them in.
 pub struct Reloader {
     config_path: PathBuf,
@@ -72,6 +75,8 @@ pub struct Reloader {
     shared: Arc<SharedPolicy>,
     max_shrink: f64,
     stats: Arc<ReloadStats>,
+    /// Told about each config that was swapped in (admin tokens follow the policy).
+    on_swap: Vec<SwapHook>,
 }
 
 impl Reloader {
@@ -89,7 +94,13 @@ impl Reloader {
             shared,
             max_shrink,
             stats: Arc::new(ReloadStats::default()),
+            on_swap: Vec::new(),
         }
+    }
+
+    /// Calls `hook` with every config swapped in, right after its policy.
+    pub fn on_swap(&mut self, hook: SwapHook) {
+        self.on_swap.push(hook);
     }
 
     /// The counters.
@@ -147,6 +158,9 @@ impl Reloader {
         }
         let policy = Arc::new(policy);
         self.shared.store(Arc::clone(&policy));
+        for hook in &self.on_swap {
+            hook(&loaded);
+        }
         Ok(policy)
     }
 

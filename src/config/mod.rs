@@ -6,6 +6,7 @@
 //! `Spanned` so the error can point at their line. Turning this into something the query path
 //! can use is `policy::compile`'s job; nothing on the query path reads these structs.
 
+mod checks;
 mod error;
 
 use std::collections::BTreeMap;
@@ -96,13 +97,28 @@ impl Default for SubscriptionsConfig {
     }
 }
 
-/// `[admin]`: operations endpoints.
+/// `[admin]`: operations endpoints and who may read the hit log through them.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// `ip:port` for `/metrics` and `/health`; absent: no admin listener.
+    /// `ip:port` for `/metrics`, `/health` and the `/api/*` read API; absent: no admin
+    /// listener.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// `[[admin.tokens]]`: bearer tokens for `/api/*`, by hash, each with a role.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One `[[admin.tokens]]` entry. The token itself is never written in the config: only its
+/// SHA-256, so a leaked config grants nothing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Hex SHA-256 of the token (64 hex digits).
+    pub sha256: Spanned<String>,
+    /// `district` (every record) or `school:<id>` (that school's records only).
+    pub role: Spanned<String>,
 }
 
 /// `[server]`: where plain DNS is served.
@@ -309,23 +325,83 @@ pub struct DefaultsConfig {
     pub profile: Option<Spanned<String>>,
 }
 
-/// `[hitlog]`: where policy hits are stored.
+/// `[hitlog]`: the policy-hit log (blocks only; allowed queries are never recorded).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HitlogConfig {
+    /// Record hits at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// SQLite file.
     #[serde(default = "default_hitlog_path")]
     pub path: PathBuf,
+    /// How much of the client address is kept.
+    #[serde(default)]
+    pub client_address: ClientAddress,
+    /// Days a record is kept before it is deleted.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Per-category overrides of `retention_days` (e.g. `malware = 365`, `ads = 7`).
+    #[serde(default)]
+    pub category_retention_days: BTreeMap<String, Spanned<u32>>,
+    /// Repeats of the same client, name and decision within this many seconds of a record's
+    /// first hit update that record's `count` and `last_seen` instead of adding rows.
+    #[serde(default = "default_repeat_window")]
+    pub repeat_window_secs: u64,
+    /// Hits buffered between the query path and the writer; beyond it hits are dropped and
+    /// counted, never waited for.
+    #[serde(default = "default_hitlog_queue")]
+    pub queue: usize,
+    /// Also write every hit as one JSON line: `"stdout"` or a file path. Absent: off.
+    #[serde(default)]
+    pub json: Option<String>,
+    /// IANA time zone for local-time columns and summary days (e.g. `Asia/Ho_Chi_Minh`);
+    /// absent: the system's.
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
+}
+
+/// `[hitlog] client_address`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAddress {
+    /// The address as seen.
+    #[default]
+    Full,
+    /// IPv4 /24, IPv6 /56.
+    Masked,
+    /// Not stored.
+    None,
 }
 
 fn default_hitlog_path() -> PathBuf {
     PathBuf::from("data/hits.sqlite")
 }
 
+fn default_retention_days() -> u32 {
+    90
+}
+
+fn default_repeat_window() -> u64 {
+    60
+}
+
+fn default_hitlog_queue() -> usize {
+    65_536
+}
+
 impl Default for HitlogConfig {
     fn default() -> HitlogConfig {
         HitlogConfig {
+            enabled: true,
             path: default_hitlog_path(),
+            client_address: ClientAddress::default(),
+            retention_days: default_retention_days(),
+            category_retention_days: BTreeMap::new(),
+            repeat_window_secs: default_repeat_window(),
+            queue: default_hitlog_queue(),
+            json: None,
+            timezone: None,
         }
     }
 }
@@ -357,7 +433,9 @@ impl LoadedConfig {
     pub fn parse(path: &Path, text: String) -> Result<LoadedConfig, ConfigError> {
         let source = SourceText::new(path, text);
         let config = toml::from_str(&source.text).map_err(|e| source.from_toml(&e))?;
-        Ok(LoadedConfig { config, source })
+        let loaded = LoadedConfig { config, source };
+        checks::check(&loaded)?;
+        Ok(loaded)
     }
 }
 
@@ -392,7 +470,11 @@ mod tests {
             let err = LoadedConfig::parse(Path::new("c.toml"), text).unwrap_err();
             assert_eq!(err.line, i + 2, "{err}");
             assert!(err.key.ends_with("bogus_key"), "{err}");
-            assert!(err.message.contains("unknown field"), "{err}");
+            // Tables keyed by category name reject an unknown name instead.
+            assert!(
+                err.message.contains("unknown field") || err.message.contains("no category"),
+                "{err}"
+            );
         }
         assert!(tables >= 10);
     }

@@ -206,7 +206,7 @@ pub fn answer(
     policy: &Policy,
     client: IpAddr,
     cache: &crate::resolve::cache::Cache,
-    on_block: impl FnOnce(&str, &str),
+    on_block: impl FnOnce(&crate::policy::Decision, &str, &str),
 ) -> Option<(Vec<u8>, FastOutcome)> {
     let decision = policy.decide(client, &query.name);
     match decision.verdict {
@@ -217,7 +217,7 @@ pub fn answer(
                 .profile
                 .map_or("", |p| policy.profiles()[p as usize].name.as_str());
             let bytes = query.blocked(block, category)?;
-            on_block(category, profile);
+            on_block(&decision, category, profile);
             Some((bytes, FastOutcome::Block))
         }
         Verdict::Allow => {

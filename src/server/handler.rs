@@ -19,6 +19,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::fast;
 use super::response::{blocked, encode_udp, formerr_from_header, refused, reply_to};
+use crate::hitlog::{HitEvent, HitSender};
 use crate::metrics::{Metrics, Outcome};
 use crate::name::QueryName;
 use crate::policy::{Decision, Policy, SharedPolicy, Verdict};
@@ -39,6 +40,7 @@ pub enum Handled {
 pub struct Pending {
     request: Message,
     protocol: Protocol,
+    client: IpAddr,
     policy: Arc<Policy>,
     step: Step,
 }
@@ -57,6 +59,16 @@ pub enum Protocol {
     Tcp,
 }
 
+impl Protocol {
+    /// `udp` or `tcp`, as metrics and the hit log spell it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
 /// The request handler shared by every front end.
 pub struct Handler {
     /// The live policy; loaded once per query so a query sees one consistent policy.
@@ -65,6 +77,8 @@ pub struct Handler {
     resolver: Arc<Resolver>,
     /// Query counters.
     metrics: Arc<Metrics>,
+    /// Where blocks are recorded.
+    hits: HitSender,
 }
 
 impl Handler {
@@ -73,11 +87,13 @@ impl Handler {
         policy: Arc<SharedPolicy>,
         resolver: Arc<Resolver>,
         metrics: Arc<Metrics>,
+        hits: HitSender,
     ) -> Handler {
         Handler {
             policy,
             resolver,
             metrics,
+            hits,
         }
     }
 
@@ -103,7 +119,7 @@ impl Handler {
             return Handled::Done(None);
         }
         if protocol == Protocol::Udp {
-            if let Some(response) = self.fast(bytes, src.ip()) {
+            if let Some(response) = self.fast(bytes, src.ip(), protocol) {
                 return Handled::Done(Some(response));
             }
         }
@@ -113,13 +129,14 @@ impl Handler {
         if request.message_type() != MessageType::Query {
             return Handled::Done(None);
         }
-        match self.respond_now(&request, src.ip()) {
+        match self.respond_now(&request, src.ip(), protocol) {
             Ok((response, outcome)) => {
                 Handled::Done(self.encode(&request, &response, outcome, protocol))
             }
             Err((policy, step)) => Handled::Pending(Pending {
                 request,
                 protocol,
+                client: src.ip(),
                 policy,
                 step,
             }),
@@ -127,13 +144,27 @@ impl Handler {
     }
 
     /// The wire-level fast path for the common cases (see `fast.rs`).
-    fn fast(&self, bytes: &[u8], client: IpAddr) -> Option<Vec<u8>> {
+    fn fast(&self, bytes: &[u8], client: IpAddr, protocol: Protocol) -> Option<Vec<u8>> {
         let query = fast::WireQuery::parse(bytes)?;
         let policy = self.policy.load();
-        let (response, outcome) =
-            fast::answer(&query, &policy, client, self.resolver.cache(), |c, p| {
-                self.metrics.record_block(c, p)
-            })?;
+        let (response, outcome) = fast::answer(
+            &query,
+            &policy,
+            client,
+            self.resolver.cache(),
+            |decision, category, profile| {
+                self.metrics.record_block(category, profile);
+                self.record_hit(
+                    &policy,
+                    decision,
+                    client,
+                    protocol,
+                    query.qtype,
+                    query.name.as_str(),
+                    None,
+                );
+            },
+        )?;
         let (outcome, rcode) = match outcome {
             fast::FastOutcome::Refuse => (Outcome::Refuse, ResponseCode::Refused),
             fast::FastOutcome::Block => {
@@ -152,11 +183,13 @@ impl Handler {
         let Pending {
             request,
             protocol,
+            client,
             policy,
             step,
         } = pending;
+        let asker = Asker { client, protocol };
         let (response, outcome) = match step {
-            Step::Forward { profile } => self.forward(&request, &policy, profile).await,
+            Step::Forward { profile } => self.forward(&request, &policy, profile, asker).await,
             Step::Rewrite(target) => self.rewrite(&request, target).await,
         };
         self.encode(&request, &response, outcome, protocol)
@@ -181,6 +214,7 @@ impl Handler {
         &self,
         request: &Message,
         client: IpAddr,
+        protocol: Protocol,
     ) -> Result<(Message, Outcome), (Arc<Policy>, Step)> {
         let error = |rcode| Ok((reply_to(request, rcode), Outcome::Error));
         if request.op_code() != OpCode::Query {
@@ -204,10 +238,11 @@ impl Handler {
             return Ok((reply_to(request, ResponseCode::Refused), Outcome::Refuse));
         };
         let decision = policy.decide(client, &name);
+        let asker = Asker { client, protocol };
         match decision.verdict {
             Verdict::Refuse => Ok((refused(request), Outcome::Refuse)),
             Verdict::Block(answer) => Ok((
-                self.block(request, &policy, &decision, answer),
+                self.block(request, &policy, &decision, answer, asker, None),
                 Outcome::Block,
             )),
             Verdict::Rewrite(target) => Err((policy, Step::Rewrite(target))),
@@ -215,7 +250,7 @@ impl Handler {
                 Ok((minimal_any(request), Outcome::Allow))
             }
             Verdict::Allow => match self.resolver.cached(query.name(), query.query_type()) {
-                Some(answer) => Ok(self.answer(request, &policy, decision.profile, answer)),
+                Some(answer) => Ok(self.answer(request, &policy, decision.profile, answer, asker)),
                 None => Err((
                     policy,
                     Step::Forward {
@@ -226,27 +261,73 @@ impl Handler {
         }
     }
 
+    /// Answers a block, counts it and records the hit. `cname` is the blocked name an allowed
+    /// name's CNAME chain led to, when CNAME inspection decided.
     fn block(
         &self,
         request: &Message,
-        policy: &Policy,
+        policy: &Arc<Policy>,
         decision: &Decision,
         answer: crate::policy::BlockAnswer,
+        asker: Asker,
+        cname: Option<&QueryName>,
     ) -> Message {
         let category = decision.rule.map_or("policy", |r| policy.rule_category(&r));
         let profile = decision
             .profile
             .map_or("", |p| policy.profiles()[p as usize].name.as_str());
         self.metrics.record_block(category, profile);
+        let query = &request.queries()[0];
+        if self.hits.enabled() {
+            if let Ok(asked) = QueryName::from_ascii_bytes(query.name().to_ascii().as_bytes()) {
+                self.record_hit(
+                    policy,
+                    decision,
+                    asker.client,
+                    asker.protocol,
+                    u16::from(query.query_type()),
+                    asked.as_str(),
+                    cname.map(QueryName::as_str),
+                );
+            }
+        }
         blocked(request, answer, category)
+    }
+
+    /// Hands a block to the hit log (a non-blocking send; see `hitlog`).
+    #[allow(clippy::too_many_arguments)]
+    fn record_hit(
+        &self,
+        policy: &Arc<Policy>,
+        decision: &Decision,
+        client: IpAddr,
+        protocol: Protocol,
+        qtype: u16,
+        qname: &str,
+        cname: Option<&str>,
+    ) {
+        if !self.hits.enabled() {
+            return;
+        }
+        self.hits.record(HitEvent {
+            at_ms: crate::hitlog::now_ms(),
+            client,
+            protocol: protocol.as_str(),
+            qtype,
+            qname: qname.into(),
+            cname: cname.map(Into::into),
+            decision: *decision,
+            policy: Arc::clone(policy),
+        });
     }
 
     /// Resolves an allowed question through cache and upstreams.
     async fn forward(
         &self,
         request: &Message,
-        policy: &Policy,
+        policy: &Arc<Policy>,
         profile: Option<u32>,
+        asker: Asker,
     ) -> (Message, Outcome) {
         let query = &request.queries()[0];
         match self
@@ -254,7 +335,7 @@ impl Handler {
             .resolve(query.name(), query.query_type())
             .await
         {
-            Ok(answer) => self.answer(request, policy, profile, answer),
+            Ok(answer) => self.answer(request, policy, profile, answer, asker),
             Err(err) => {
                 tracing::debug!(name = %query.name(), %err, "SERVFAIL");
                 (reply_to(request, ResponseCode::ServFail), Outcome::Error)
@@ -267,9 +348,10 @@ impl Handler {
     fn answer(
         &self,
         request: &Message,
-        policy: &Policy,
+        policy: &Arc<Policy>,
         profile: Option<u32>,
         answer: crate::resolve::Answer,
+        asker: Asker,
     ) -> (Message, Outcome) {
         if let Some(profile) = profile {
             for record in &answer.answers {
@@ -281,7 +363,8 @@ impl Handler {
                 };
                 let decision = policy.decide_for_profile(profile, &target);
                 if let Verdict::Block(block) = decision.verdict {
-                    let response = self.block(request, policy, &decision, block);
+                    let response =
+                        self.block(request, policy, &decision, block, asker, Some(&target));
                     return (response, Outcome::Block);
                 }
             }
@@ -315,6 +398,13 @@ impl Handler {
         response.add_answers(answer.answers);
         (response, Outcome::Rewrite)
     }
+}
+
+/// Who asked, for the hit log.
+#[derive(Debug, Clone, Copy)]
+struct Asker {
+    client: IpAddr,
+    protocol: Protocol,
 }
 
 /// RFC 8482: ANY is answered with one synthesised HINFO record instead of everything.

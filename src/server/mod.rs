@@ -26,8 +26,12 @@ use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 
-use crate::admin::{self, AdminState};
+use arc_swap::ArcSwap;
+
+use crate::access::Access;
+use crate::admin::{self, AdminState, HitReader};
 use crate::config::LoadedConfig;
+use crate::hitlog::HitLog;
 use crate::metrics::Metrics;
 use crate::policy::{Compiler, SharedPolicy};
 use crate::reload::{self, ReloadStats, Reloader, Trigger};
@@ -74,6 +78,8 @@ pub struct Server {
     /// Downloads subscriptions beside the query path; stopped through `stop_refresher`.
     refresher: Option<std::thread::JoinHandle<()>>,
     stop_refresher: mpsc::Sender<()>,
+    /// The hit-log writer; stopped (everything buffered written) after the last query.
+    hitlog: HitLog,
 }
 
 impl Server {
@@ -111,10 +117,12 @@ impl Server {
             Duration::from_secs(config.cache.stale_max),
         ));
         let metrics = Arc::new(Metrics::default());
+        let hitlog = HitLog::start(&config.hitlog).context("starting the hit-log writer")?;
         let handler = Arc::new(Handler::new(
             Arc::clone(&policy),
             Arc::clone(&resolver),
             Arc::clone(&metrics),
+            hitlog.sender(),
         ));
         let mut udp = Vec::new();
         for addr in &config.server.udp {
@@ -137,14 +145,18 @@ impl Server {
                     .with_context(|| format!("binding TCP {addr}"))?,
             );
         }
-        let reloader = Reloader::new(
+        let mut reloader = Reloader::new(
             config_path.to_path_buf(),
             compiler,
             Arc::clone(&policy),
             config.reload.max_shrink,
         );
         let reload_stats = reloader.stats();
-        let reloader = reloader;
+        let access = Arc::new(ArcSwap::from_pointee(Access::from_config(&config.admin)));
+        let live_access = Arc::clone(&access);
+        reloader.on_swap(Box::new(move |loaded| {
+            live_access.store(Arc::new(Access::from_config(&loaded.config.admin)));
+        }));
         let admin = match config.admin.listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -162,6 +174,9 @@ impl Server {
             reloads: Arc::clone(&reload_stats),
             policy: Arc::clone(&policy),
             reload: std::sync::Mutex::new(reload_trigger.clone()),
+            hits: Arc::clone(hitlog.sender().stats()),
+            access,
+            reader: HitReader::new(&config.hitlog),
         });
         let (stop_refresher, refresher_stop) = mpsc::channel();
         let refresher = if subscriptions::urls(config).is_empty() {
@@ -180,6 +195,7 @@ impl Server {
             )
         };
         Ok(Server {
+            hitlog,
             refresher,
             stop_refresher,
             udp,
@@ -235,6 +251,12 @@ impl Server {
         Arc::clone(&self.resolver)
     }
 
+    /// The hit log's sender: its counters, and `flush` to wait until recorded hits are on
+    /// disk (tests and benchmarks).
+    pub fn hits(&self) -> crate::hitlog::HitSender {
+        self.hitlog.sender()
+    }
+
     /// Reload counters.
     pub fn reload_stats(&self) -> Arc<ReloadStats> {
         Arc::clone(&self.reload_stats)
@@ -276,6 +298,8 @@ impl Server {
         // Front ends stopped accepting; wait for the queries they started.
         let all = MAX_UDP_IN_FLIGHT as u32;
         let _ = tokio::time::timeout(DRAIN, in_flight.acquire_many(all)).await;
+        let hitlog = self.hitlog;
+        let _ = tokio::task::spawn_blocking(move || hitlog.stop()).await;
         let _ = self.stop_refresher.send(());
         if let Some(refresher) = self.refresher {
             let _ = tokio::task::spawn_blocking(move || refresher.join()).await;

@@ -1,24 +1,31 @@
 //! The admin HTTP listener (`[admin] listen`): `GET /metrics` (Prometheus text format),
-//! `GET /health`, and `POST /reload[?force=true]` (from this machine only; `schooldns reload`
-//! uses it). Beside the query path: it reads counters and the current policy, nothing else.
-//!
-//! HTTP/1.1 with one request per connection is all these two endpoints need, so it is written
-//! here on tokio rather than pulled in from a web framework; requests are bounded in size and
-//! time.
+//! `GET /health`, `POST /reload[?force=true]` (from this machine only; `schooldns reload` uses
+//! it), and the hit-log read API `GET /api/hits`, `GET /api/summary` (bearer tokens, see
+//! [`api`]). Beside the query path: it reads counters, the current policy and the hit log's
+//! file, nothing else.
+
+mod api;
+pub mod http;
+
+pub use api::HitReader;
 
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::access::Access;
+use crate::hitlog::HitStats;
+use crate::hitlog::export::SchoolNames;
 use crate::metrics::{Metrics, escape};
 use crate::policy::SharedPolicy;
 use crate::reload::ReloadStats;
 use crate::resolve::Resolver;
+use http::{Request, Response};
 
 /// Everything `/metrics` reports on.
 pub struct AdminState {
@@ -32,6 +39,12 @@ pub struct AdminState {
     pub policy: Arc<SharedPolicy>,
     /// Wakes the reload thread for `POST /reload`.
     pub reload: std::sync::Mutex<std::sync::mpsc::Sender<crate::reload::Trigger>>,
+    /// Hit-log counters.
+    pub hits: Arc<HitStats>,
+    /// Tokens allowed to read the hit log (replaced on reload).
+    pub access: Arc<ArcSwap<Access>>,
+    /// Where and how the hit log is read.
+    pub reader: HitReader,
 }
 
 impl AdminState {
@@ -73,6 +86,7 @@ impl AdminState {
                 category.entries()
             );
         }
+        self.hits.render(&mut out);
         out
     }
 }
@@ -93,7 +107,7 @@ pub async fn serve(
         };
         let state = Arc::clone(&state);
         tokio::spawn(async move {
-            let _ = request(stream, &state).await;
+            let _ = request(stream, state).await;
         });
     }
 }
@@ -145,47 +159,62 @@ async fn reload(state: &AdminState, peer_is_local: bool, force: bool) -> (&'stat
     }
 }
 
-async fn request(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
+async fn request(mut stream: TcpStream, state: Arc<AdminState>) -> std::io::Result<()> {
     let peer_is_local = stream.peer_addr().is_ok_and(|p| p.ip().is_loopback());
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        // A client gets ten seconds to send its request; a reload may then take longer.
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        if n == 0 || buf.len() > 16 * 1024 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let force = target.contains("force=true") || target.contains("force=1");
-    let (status, content_type, body) = match (method, path) {
-        ("POST", "/reload") => {
-            let (status, body) = reload(state, peer_is_local, force).await;
-            (status, "text/plain", body)
-        }
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            state.render_metrics(),
-        ),
-        ("GET", "/health") => ("200 OK", "text/plain", "ok\n".to_string()),
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "method not allowed\n".to_string(),
-        ),
+    let Some(request) = http::read_request(&mut stream).await? else {
+        return Ok(());
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    let response = route(request, peer_is_local, &state).await;
+    http::write_response(&mut stream, response).await
+}
+
+async fn route(request: Request, peer_is_local: bool, state: &Arc<AdminState>) -> Response {
+    match (request.method.as_str(), request.path.as_str()) {
+        ("POST", "/reload") => {
+            let force = matches!(request.param("force"), Some("true" | "1"));
+            let (status, body) = reload(state, peer_is_local, force).await;
+            Response::text(status, body)
+        }
+        ("GET", "/metrics") => Response {
+            content_type: "text/plain; version=0.0.4",
+            ..Response::text("200 OK", state.render_metrics())
+        },
+        ("GET", "/health") => Response::text("200 OK", "ok\n"),
+        ("GET", "/api/hits" | "/api/summary") => read_api(request, state).await,
+        ("GET", _) => Response::text("404 Not Found", "not found\n"),
+        _ => Response::text("405 Method Not Allowed", "method not allowed\n"),
+    }
+}
+
+/// `/api/*`: settles the reader's role from the bearer token, then queries on a blocking
+/// thread (SQLite does file I/O; the runtime's workers answer DNS).
+async fn read_api(request: Request, state: &Arc<AdminState>) -> Response {
+    let access = state.access.load_full();
+    let Some(role) = access.authorize(request.header("authorization")).cloned() else {
+        let mut response = Response::error(
+            "401 Unauthorized",
+            "a bearer token from [[admin.tokens]] is required",
+        );
+        response
+            .headers
+            .push("WWW-Authenticate: Bearer realm=\"schooldns\"".into());
+        return response;
+    };
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || {
+        if request.path == "/api/summary" {
+            api::summary(&request, &role, &state.reader)
+        } else {
+            let schools: SchoolNames = state
+                .policy
+                .load()
+                .schools()
+                .iter()
+                .map(|s| (s.id.clone(), s.name.clone()))
+                .collect();
+            api::hits(&request, &role, &state.reader, &schools)
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Response::error("500 Internal Server Error", "query failed"))
 }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+mod hits;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -55,6 +57,8 @@ pub enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Read the policy-hit log: records, rankings (`--top`) or per-day counts (`--summary`).
+    Hits(hits::HitsArgs),
     /// Show what the policy decides for names asked by a client address, and why.
     Explain {
         /// Names to explain; `-` reads one name per line from standard input.
@@ -78,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config, threads } => serve(&config, threads),
         Command::Check { config } => check(&config),
         Command::Reload { config, force } => reload(&config, force),
+        Command::Hits(args) => hits::run(&args),
         Command::Explain {
             names,
             client,

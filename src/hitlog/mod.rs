@@ -1,0 +1,241 @@
+//! The policy-hit log: every blocked query becomes a durable record that schools and the
+//! district police can query, and nothing else is recorded (this is not a browsing history).
+//!
+//! - [`record`]: the event the query path hands over and the record stored.
+//! - [`writer`]: the dedicated thread that folds repeats, batches inserts into SQLite and
+//!   deletes expired records.
+//! - [`store`]: the SQLite file: schema, batched writes, retention.
+//! - [`query`]: the read side shared by `schooldns hits` and `/api/hits`, `/api/summary`.
+//! - [`export`]: table, CSV (for spreadsheets) and JSON output.
+//! - [`time`]: `--since 24h` / `2026-11-01` parsing and local-time formatting.
+//! - [`jsonlog`]: each hit as one JSON line through `tracing`.
+//!
+//! The query path only ever calls [`HitSender::record`], a non-blocking send into a bounded
+//! channel: when the writer falls behind, the hit is counted as dropped (metric and a
+//! rate-limited warning), never waited for.
+
+pub mod export;
+pub mod jsonlog;
+pub mod query;
+pub mod record;
+pub mod store;
+pub mod time;
+pub mod writer;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+
+pub use record::{HitEvent, HitRecord};
+
+use crate::config::HitlogConfig;
+
+/// What travels to the writer thread.
+pub enum Message {
+    /// A blocked query.
+    Hit(HitEvent),
+    /// Write everything received so far, then answer.
+    Flush(mpsc::Sender<()>),
+    /// Write everything and stop.
+    Stop,
+}
+
+/// Hit-log counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HitStats {
+    /// Hits handed to the writer.
+    pub received: AtomicU64,
+    /// Hits dropped because the writer's queue or buffer was full.
+    pub dropped: AtomicU64,
+    /// Records inserted.
+    pub records: AtomicU64,
+    /// Hits folded into an existing record.
+    pub repeats: AtomicU64,
+    /// Failed writes (each retried) and failed opens.
+    pub write_errors: AtomicU64,
+    /// Records deleted by retention.
+    pub expired: AtomicU64,
+    /// Hits received but not yet on disk.
+    pub pending: AtomicU64,
+    /// When the last warning about dropped hits was logged (ms since epoch).
+    last_drop_warning: AtomicI64,
+}
+
+impl HitStats {
+    /// Appends the hit-log metrics in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let counters = [
+            (
+                "hits_total",
+                "Blocked queries handed to the hit log.",
+                &self.received,
+            ),
+            (
+                "dropped_total",
+                "Hits dropped because the hit-log writer fell behind or could not write.",
+                &self.dropped,
+            ),
+            ("records_total", "Hit records written.", &self.records),
+            (
+                "repeats_total",
+                "Hits folded into an existing record (same client, name and decision).",
+                &self.repeats,
+            ),
+            (
+                "write_errors_total",
+                "Failed hit-log writes or opens (retried).",
+                &self.write_errors,
+            ),
+            (
+                "expired_total",
+                "Hit records deleted by retention.",
+                &self.expired,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = write!(
+                out,
+                "# HELP schooldns_hitlog_{name} {help}\n# TYPE schooldns_hitlog_{name} counter\n\
+                 schooldns_hitlog_{name} {}\n",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        let _ = write!(
+            out,
+            "# HELP schooldns_hitlog_pending Hits received and not yet on disk.\n\
+             # TYPE schooldns_hitlog_pending gauge\nschooldns_hitlog_pending {}\n",
+            self.pending.load(Ordering::Relaxed)
+        );
+    }
+
+    fn count_drop(&self, now_ms: i64) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        let last = self.last_drop_warning.load(Ordering::Relaxed);
+        // One warning per ten seconds at most; the counter has the full tally.
+        if now_ms - last >= 10_000
+            && self
+                .last_drop_warning
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                dropped_total = self.dropped.load(Ordering::Relaxed),
+                "hit log is behind: dropping hits (see schooldns_hitlog_dropped_total)"
+            );
+        }
+    }
+}
+
+/// The query path's handle: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct HitSender {
+    tx: Option<SyncSender<Message>>,
+    stats: Arc<HitStats>,
+}
+
+impl HitSender {
+    /// A sender that records nothing (`[hitlog] enabled = false`).
+    pub fn disabled() -> HitSender {
+        HitSender {
+            tx: None,
+            stats: Arc::new(HitStats::default()),
+        }
+    }
+
+    /// Whether hits are recorded at all.
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Hands a hit to the writer without waiting; a full queue drops and counts it.
+    pub fn record(&self, event: HitEvent) {
+        let Some(tx) = &self.tx else { return };
+        let at = event.at_ms;
+        match tx.try_send(Message::Hit(event)) {
+            Ok(()) => {
+                self.stats.received.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.stats.count_drop(at);
+            }
+        }
+    }
+
+    /// Waits until every hit sent before this call is on disk (or failed to be written).
+    /// Blocks: for tests, benchmarks and shutdown, never the query path.
+    pub fn flush(&self) {
+        if let Some(tx) = &self.tx {
+            let (ack, done) = mpsc::channel();
+            if tx.send(Message::Flush(ack)).is_ok() {
+                let _ = done.recv();
+            }
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<HitStats> {
+        &self.stats
+    }
+}
+
+/// The running hit log: the writer thread and the way to reach it.
+pub struct HitLog {
+    sender: HitSender,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HitLog {
+    /// Starts the writer thread for `config` (or a disabled log). An unwritable file does not
+    /// stop the start: the writer reports it loudly and keeps retrying, and DNS keeps answering.
+    pub fn start(config: &HitlogConfig) -> std::io::Result<HitLog> {
+        if !config.enabled {
+            return Ok(HitLog {
+                sender: HitSender::disabled(),
+                thread: None,
+            });
+        }
+        if let Some(target) = &config.json {
+            if let Err(err) = jsonlog::install(target) {
+                tracing::error!(target = %target, error = %err, "cannot open the hit JSON log; hits still go to the database");
+            }
+        }
+        let (tx, rx) = mpsc::sync_channel(config.queue);
+        let stats = Arc::new(HitStats::default());
+        let thread = writer::spawn(config.clone(), rx, Arc::clone(&stats))?;
+        Ok(HitLog {
+            sender: HitSender {
+                tx: Some(tx),
+                stats,
+            },
+            thread: Some(thread),
+        })
+    }
+
+    /// The query path's handle.
+    pub fn sender(&self) -> HitSender {
+        self.sender.clone()
+    }
+
+    /// Waits until every hit sent before this call is on disk (or failed to be written).
+    pub fn flush(&self) {
+        self.sender.flush();
+    }
+
+    /// Writes everything buffered and stops the writer.
+    pub fn stop(mut self) {
+        if let Some(tx) = &self.sender.tx {
+            let _ = tx.send(Message::Stop);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

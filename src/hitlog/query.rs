@@ -1,0 +1,268 @@
+//! The read side, shared by `schooldns hits` and the HTTP API: filtered pages of records
+//! (newest first, keyset-paginated so a page never shifts under new inserts), top-N counts,
+//! and per-day × category × school summaries.
+//!
+//! Every query goes through [`HitFilter`]; the caller sets its `school` from the reader's role
+//! before anything else, so a school's reader cannot widen it by any other filter or page.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use rusqlite::Connection;
+use rusqlite::types::Value;
+
+use super::record::{HitRecord, client_address};
+use super::store::{COLUMNS, record_from_row};
+use crate::config::ClientAddress;
+
+/// Which records a query covers. Every field narrows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HitFilter {
+    /// School id.
+    pub school: Option<String>,
+    /// Category name.
+    pub category: Option<String>,
+    /// Client address as stored (see [`HitFilter::client_from`]).
+    pub client: Option<String>,
+    /// Device or family id.
+    pub device: Option<String>,
+    /// First hit at or after (ms since epoch).
+    pub since_ms: Option<i64>,
+    /// First hit before (ms since epoch).
+    pub until_ms: Option<i64>,
+}
+
+impl HitFilter {
+    /// The stored form of a client a reader asks about: an address is masked the way the log
+    /// masks it, so `--client 10.1.2.3` finds `10.1.2.0/24` under `client_address = "masked"`.
+    pub fn client_from(text: &str, keep: ClientAddress) -> String {
+        match text.trim().parse::<IpAddr>() {
+            Ok(ip) => client_address(ip, keep).unwrap_or_default(),
+            Err(_) => text.trim().to_string(),
+        }
+    }
+
+    fn sql(&self) -> (String, Vec<Value>) {
+        let mut clauses = Vec::new();
+        let mut values = Vec::new();
+        let mut text = |column: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                clauses.push(format!("{column} = ?"));
+                values.push(Value::Text(v.clone()));
+            }
+        };
+        text("school", &self.school);
+        text("category", &self.category);
+        text("client", &self.client);
+        text("device", &self.device);
+        if let Some(since) = self.since_ms {
+            clauses.push("time_ms >= ?".into());
+            values.push(Value::Integer(since));
+        }
+        if let Some(until) = self.until_ms {
+            clauses.push("time_ms < ?".into());
+            values.push(Value::Integer(until));
+        }
+        if clauses.is_empty() {
+            clauses.push("1".into());
+        }
+        (clauses.join(" AND "), values)
+    }
+}
+
+/// Where a page ends: the next page starts after this record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The last record's first-hit time.
+    pub time_ms: i64,
+    /// The last record's id.
+    pub id: i64,
+}
+
+impl Cursor {
+    /// The opaque text form (`<time_ms>-<id>`).
+    pub fn encode(&self) -> String {
+        format!("{}-{}", self.time_ms, self.id)
+    }
+
+    /// Reads [`Cursor::encode`]'s form.
+    pub fn decode(text: &str) -> Option<Cursor> {
+        let (time, id) = text.split_once('-')?;
+        Some(Cursor {
+            time_ms: time.parse().ok()?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// One page of records.
+#[derive(Debug)]
+pub struct Page {
+    /// Newest first.
+    pub hits: Vec<HitRecord>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// Records matching `filter`, newest first, at most `limit` (all when `None`), after `after`.
+pub fn list(
+    conn: &Connection,
+    filter: &HitFilter,
+    limit: Option<usize>,
+    after: Option<Cursor>,
+) -> rusqlite::Result<Page> {
+    let (mut clause, mut values) = filter.sql();
+    if let Some(c) = after {
+        clause.push_str(" AND (time_ms < ? OR (time_ms = ? AND id < ?))");
+        values.extend([
+            Value::Integer(c.time_ms),
+            Value::Integer(c.time_ms),
+            Value::Integer(c.id),
+        ]);
+    }
+    // One extra row tells whether there is a next page.
+    let fetch = limit.map_or(-1, |l| l as i64 + 1);
+    values.push(Value::Integer(fetch));
+    let sql =
+        format!("SELECT {COLUMNS} FROM hits WHERE {clause} ORDER BY time_ms DESC, id DESC LIMIT ?");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut hits: Vec<HitRecord> = stmt
+        .query_map(rusqlite::params_from_iter(values), record_from_row)?
+        .collect::<Result<_, _>>()?;
+    let next = match limit {
+        Some(limit) if hits.len() > limit => {
+            hits.truncate(limit);
+            hits.last().map(|r| Cursor {
+                time_ms: r.time_ms,
+                id: r.id,
+            })
+        }
+        _ => None,
+    };
+    Ok(Page { hits, next })
+}
+
+/// What `--top` ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopBy {
+    /// Names asked.
+    Names,
+    /// Client addresses.
+    Clients,
+    /// Categories.
+    Categories,
+    /// Schools.
+    Schools,
+}
+
+impl TopBy {
+    /// Reads `names`, `clients`, `categories` or `schools`.
+    pub fn parse(text: &str) -> Option<TopBy> {
+        Some(match text {
+            "names" => TopBy::Names,
+            "clients" => TopBy::Clients,
+            "categories" => TopBy::Categories,
+            "schools" => TopBy::Schools,
+            _ => return None,
+        })
+    }
+
+    /// The column ranked.
+    pub fn column(&self) -> &'static str {
+        match self {
+            TopBy::Names => "qname",
+            TopBy::Clients => "client",
+            TopBy::Categories => "category",
+            TopBy::Schools => "school",
+        }
+    }
+}
+
+/// One ranked value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TopRow {
+    /// The name, client, category or school (`None` for records without one).
+    pub key: Option<String>,
+    /// Hits (repeats included).
+    pub hits: i64,
+    /// Records.
+    pub records: i64,
+}
+
+/// The `limit` values of `by` with the most hits.
+pub fn top(
+    conn: &Connection,
+    filter: &HitFilter,
+    by: TopBy,
+    limit: usize,
+) -> rusqlite::Result<Vec<TopRow>> {
+    let (clause, mut values) = filter.sql();
+    values.push(Value::Integer(limit as i64));
+    let column = by.column();
+    let sql = format!(
+        "SELECT {column}, sum(count) AS hits, count(*) FROM hits WHERE {clause} \
+         GROUP BY {column} ORDER BY hits DESC, {column} LIMIT ?"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    stmt.query_map(rusqlite::params_from_iter(values), |row| {
+        Ok(TopRow {
+            key: row.get(0)?,
+            hits: row.get(1)?,
+            records: row.get(2)?,
+        })
+    })?
+    .collect()
+}
+
+/// Hits of one local day, category and school.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SummaryRow {
+    /// Local date (`[hitlog] timezone`), `YYYY-MM-DD`.
+    pub day: String,
+    /// School id (`None` for home devices without a school).
+    pub school: Option<String>,
+    /// Category.
+    pub category: String,
+    /// Hits (repeats included).
+    pub hits: i64,
+    /// Records.
+    pub records: i64,
+}
+
+/// Counts per local day × category × school, oldest day first.
+///
+/// SQLite groups by quarter hour (every time zone's offset is a multiple of 15 minutes) and the
+/// quarters are assigned to local days here, so days follow the zone's rules, DST included,
+/// while the database does one indexed range scan.
+pub fn summary(
+    conn: &Connection,
+    filter: &HitFilter,
+    zone: &jiff::tz::TimeZone,
+) -> rusqlite::Result<Vec<SummaryRow>> {
+    const QUARTER_MS: i64 = 900_000;
+    let (clause, values) = filter.sql();
+    let sql = format!(
+        "SELECT time_ms / {QUARTER_MS} AS quarter, school, category, sum(count), count(*) \
+         FROM hits WHERE {clause} GROUP BY quarter, school, category"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut days: BTreeMap<(String, Option<String>, String), (i64, i64)> = BTreeMap::new();
+    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+    while let Some(row) = rows.next()? {
+        let quarter: i64 = row.get(0)?;
+        let day = super::time::local_date(quarter * QUARTER_MS, zone).to_string();
+        let entry = days.entry((day, row.get(1)?, row.get(2)?)).or_default();
+        entry.0 += row.get::<_, i64>(3)?;
+        entry.1 += row.get::<_, i64>(4)?;
+    }
+    Ok(days
+        .into_iter()
+        .map(|((day, school, category), (hits, records))| SummaryRow {
+            day,
+            school,
+            category,
+            hits,
+            records,
+        })
+        .collect())
+}

@@ -1,0 +1,357 @@
+//! The writer thread: receives hits, folds repeats, and commits batches to SQLite.
+//!
+//! A batch is committed when its oldest hit is [`FLUSH_AFTER`] old or it holds [`MAX_BATCH`]
+//! records, so a hit is on disk well within a second. Repeats (same school or device, client,
+//! name, decision and category within `repeat_window_secs` of the record's first hit) raise the
+//! record's `count` and `last_seen` instead of adding rows, whether the record is still in the
+//! batch or already stored. A failed write keeps the batch and is retried; while the disk stays
+//! unwritable the batch is bounded by [`MAX_PENDING`] and further hits are dropped and counted.
+//! Expired records are deleted here too, a bounded number per pass, between batches.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use super::record::{HitEvent, HitRecord};
+use super::store::{Repeat, Store};
+use super::{HitStats, Message, jsonlog, now_ms};
+use crate::config::{ClientAddress, HitlogConfig};
+
+/// Oldest a received hit may get before its batch is committed.
+pub const FLUSH_AFTER: Duration = Duration::from_millis(200);
+/// Most records in one transaction.
+pub const MAX_BATCH: usize = 20_000;
+/// Most records held in memory while writes fail.
+pub const MAX_PENDING: usize = 200_000;
+/// Most recent records remembered for folding repeats; beyond it the oldest are forgotten
+/// early (a later repeat then starts a new record: more rows, nothing lost).
+const MAX_REMEMBERED: usize = 1_000_000;
+/// Wait after a failed write or open before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Time between retention passes.
+const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
+/// Most rows one retention pass deletes before letting batches through again.
+const EXPIRE_BUDGET: usize = 50_000;
+
+/// Starts the writer thread.
+pub fn spawn(
+    config: HitlogConfig,
+    rx: Receiver<Message>,
+    stats: Arc<HitStats>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("schooldns-hitlog".into())
+        .spawn(move || Writer::new(config, stats).run(rx))
+}
+
+/// Where a remembered record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Row {
+    /// In the batch, at this index.
+    Pending(usize),
+    /// On disk, with this id.
+    Stored(i64),
+}
+
+struct Writer {
+    config: HitlogConfig,
+    keep: ClientAddress,
+    window_ms: i64,
+    retention: BTreeMap<String, u32>,
+    stats: Arc<HitStats>,
+    store: Option<Store>,
+    /// When to try opening or writing again after a failure.
+    retry_at: Option<Instant>,
+    last_error_logged: Option<Instant>,
+    next_expire: Instant,
+    /// New records and the repeat key of each.
+    inserts: Vec<(HitRecord, u64)>,
+    /// Repeats of stored records, by id.
+    repeats: HashMap<i64, Repeat>,
+    /// When the oldest unwritten hit arrived.
+    oldest: Option<Instant>,
+    /// Recent records by repeat key, with their first hit time.
+    remembered: HashMap<u64, (i64, Row)>,
+    /// Keys in order of first hit, to forget them once out of the window.
+    order: VecDeque<(i64, u64)>,
+    json: Option<jiff::tz::TimeZone>,
+}
+
+impl Writer {
+    fn new(config: HitlogConfig, stats: Arc<HitStats>) -> Writer {
+        let retention = config
+            .category_retention_days
+            .iter()
+            .map(|(c, d)| (c.clone(), *d.get_ref()))
+            .collect();
+        let json = jsonlog::enabled().then(|| super::time::zone(&config));
+        Writer {
+            keep: config.client_address,
+            window_ms: (config.repeat_window_secs as i64).saturating_mul(1000),
+            retention,
+            stats,
+            store: None,
+            retry_at: None,
+            last_error_logged: None,
+            next_expire: Instant::now(),
+            inserts: Vec::new(),
+            repeats: HashMap::new(),
+            oldest: None,
+            remembered: HashMap::new(),
+            order: VecDeque::new(),
+            json,
+            config,
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Message>) {
+        self.open();
+        loop {
+            let wait = self
+                .next_deadline()
+                .saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Message::Hit(event)) => {
+                    self.accept(&event);
+                    // Take whatever else is queued before looking at the clock again.
+                    let mut more = 0;
+                    while more < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(Message::Hit(event)) => self.accept(&event),
+                            Ok(Message::Flush(ack)) => {
+                                self.write();
+                                let _ = ack.send(());
+                            }
+                            Ok(Message::Stop) => return self.finish(),
+                            Err(_) => break,
+                        }
+                        more += 1;
+                    }
+                }
+                Ok(Message::Flush(ack)) => {
+                    self.write();
+                    let _ = ack.send(());
+                }
+                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return self.finish(),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let due = self.oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER)
+                || self.inserts.len() >= MAX_BATCH;
+            if due && self.retry_at.is_none_or(|t| Instant::now() >= t) {
+                self.write();
+            }
+            if Instant::now() >= self.next_expire && self.inserts.is_empty() {
+                self.expire();
+            }
+        }
+    }
+
+    /// The next moment something is due: a batch, a retry, or a retention pass.
+    fn next_deadline(&self) -> Instant {
+        let mut deadline = self.next_expire;
+        if let Some(oldest) = self.oldest {
+            let flush = (oldest + FLUSH_AFTER).max(self.retry_at.unwrap_or(oldest));
+            deadline = deadline.min(flush);
+        }
+        deadline
+    }
+
+    fn finish(mut self) {
+        self.write();
+        if !self.inserts.is_empty() || !self.repeats.is_empty() {
+            let lost = self.inserts.len() as u64;
+            tracing::error!(
+                records = lost,
+                path = %self.config.path.display(),
+                "stopping with hits that could not be written"
+            );
+            self.stats.dropped.fetch_add(lost, Ordering::Relaxed);
+        }
+    }
+
+    fn open(&mut self) -> bool {
+        if self.store.is_some() {
+            return true;
+        }
+        match Store::open(&self.config.path) {
+            Ok(store) => {
+                if self.last_error_logged.is_some() {
+                    tracing::info!(path = %self.config.path.display(), "hit log writable again");
+                }
+                self.store = Some(store);
+                self.retry_at = None;
+                self.last_error_logged = None;
+                true
+            }
+            Err(err) => {
+                self.failed("cannot open the hit log", &err);
+                false
+            }
+        }
+    }
+
+    /// Counts a failure, schedules a retry, and logs it (at most every ten seconds).
+    fn failed(&mut self, what: &str, err: &rusqlite::Error) {
+        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+        self.retry_at = Some(Instant::now() + RETRY_AFTER);
+        if self
+            .last_error_logged
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            self.last_error_logged = Some(Instant::now());
+            tracing::error!(
+                path = %self.config.path.display(),
+                error = %err,
+                pending = self.inserts.len(),
+                "{what}; DNS keeps answering, hits are held in memory and retried"
+            );
+        }
+    }
+
+    fn accept(&mut self, event: &HitEvent) {
+        let Some(record) = HitRecord::from_event(event, self.keep) else {
+            return;
+        };
+        if let Some(zone) = &self.json {
+            jsonlog::emit(&super::export::record_json(&record, zone, None));
+        }
+        let key = record.repeat_key();
+        let at = record.time_ms;
+        if let Some(&(first, row)) = self.remembered.get(&key) {
+            if at - first < self.window_ms {
+                self.stats.repeats.fetch_add(1, Ordering::Relaxed);
+                match row {
+                    Row::Pending(i) => {
+                        let pending = &mut self.inserts[i].0;
+                        pending.count += 1;
+                        pending.last_seen_ms = pending.last_seen_ms.max(at);
+                    }
+                    Row::Stored(id) => {
+                        let repeat = self.repeats.entry(id).or_insert(Repeat {
+                            id,
+                            count: 0,
+                            last_seen_ms: at,
+                        });
+                        repeat.count += 1;
+                        repeat.last_seen_ms = repeat.last_seen_ms.max(at);
+                    }
+                }
+                self.oldest.get_or_insert_with(Instant::now);
+                return;
+            }
+        }
+        if self.inserts.len() >= MAX_PENDING {
+            self.stats.count_drop(at);
+            return;
+        }
+        self.remembered
+            .insert(key, (at, Row::Pending(self.inserts.len())));
+        self.order.push_back((at, key));
+        self.inserts.push((record, key));
+        self.stats.pending.fetch_add(1, Ordering::Relaxed);
+        self.oldest.get_or_insert_with(Instant::now);
+    }
+
+    /// Commits the batch; on failure keeps it for a retry.
+    fn write(&mut self) {
+        if self.inserts.is_empty() && self.repeats.is_empty() {
+            self.oldest = None;
+            return;
+        }
+        if !self.open() {
+            return;
+        }
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let mut records: Vec<HitRecord> = self.inserts.iter().map(|(r, _)| r.clone()).collect();
+        let repeats: Vec<Repeat> = self.repeats.values().copied().collect();
+        match store.write(&mut records, &repeats) {
+            Ok(()) => {
+                for (i, record) in records.iter().enumerate() {
+                    let key = self.inserts[i].1;
+                    if let Some(slot) = self.remembered.get_mut(&key) {
+                        if slot.1 == Row::Pending(i) {
+                            slot.1 = Row::Stored(record.id);
+                        }
+                    }
+                }
+                let written = records.len() as u64;
+                self.stats.records.fetch_add(written, Ordering::Relaxed);
+                if self.json.is_some() {
+                    jsonlog::flush();
+                }
+                self.stats.pending.fetch_sub(written, Ordering::Relaxed);
+                self.inserts.clear();
+                self.repeats.clear();
+                self.oldest = None;
+                self.retry_at = None;
+                if self.last_error_logged.take().is_some() {
+                    tracing::info!(path = %self.config.path.display(), "hit log writable again");
+                }
+                self.forget_old();
+            }
+            Err(err) => {
+                self.failed("cannot write the hit log", &err);
+                // A broken connection (file deleted, disk replaced) is reopened on retry.
+                if !matches!(err, rusqlite::Error::SqliteFailure(ref e, _)
+                    if e.code == rusqlite::ErrorCode::DiskFull)
+                {
+                    self.store = None;
+                }
+            }
+        }
+    }
+
+    /// Forgets records whose repeat window has passed (and the oldest beyond the bound).
+    fn forget_old(&mut self) {
+        let horizon = now_ms() - self.window_ms;
+        while let Some(&(first, key)) = self.order.front() {
+            if first >= horizon && self.order.len() <= MAX_REMEMBERED {
+                break;
+            }
+            self.order.pop_front();
+            if self.remembered.get(&key).is_some_and(|&(f, _)| f == first) {
+                self.remembered.remove(&key);
+            }
+        }
+    }
+
+    fn expire(&mut self) {
+        if !self.open() {
+            self.next_expire = Instant::now() + RETRY_AFTER;
+            return;
+        }
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        match store.expire(
+            now_ms(),
+            self.config.retention_days,
+            &self.retention,
+            EXPIRE_BUDGET,
+        ) {
+            Ok((deleted, more)) => {
+                if deleted > 0 {
+                    tracing::info!(deleted, "expired hit records deleted");
+                }
+                self.stats
+                    .expired
+                    .fetch_add(deleted as u64, Ordering::Relaxed);
+                // More to delete: come back soon, after the next batch has had its turn.
+                self.next_expire = Instant::now()
+                    + if more {
+                        Duration::from_millis(100)
+                    } else {
+                        EXPIRE_EVERY
+                    };
+            }
+            Err(err) => {
+                self.failed("cannot delete expired hit records", &err);
+                self.next_expire = Instant::now() + RETRY_AFTER;
+            }
+        }
+    }
+}
