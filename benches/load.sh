@@ -62,6 +62,8 @@ servers = ["127.0.0.1:5399"]
 max_entries = 1000000
 [admin]
 listen = "127.0.0.1:5402"
+[hitlog]
+path = "$WORK/hits.sqlite"
 [categories.big]
 lists = ["$WORK/block.txt"]
 [profiles.bench]

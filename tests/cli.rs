@@ -280,7 +280,7 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
         .unwrap()
         .port();
     let config = format!(
-        "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = []\n[upstream]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 300\n{BASE}"
+        "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = []\n[hitlog]\npath = \"@/hits.sqlite\"\n[upstream]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 300\n{BASE}"
     )
     .replace("10.1.0.0/16", "127.0.0.0/8");
     let path = d.config(&config);
@@ -355,7 +355,7 @@ fn reload_command_talks_to_the_running_server() {
     let d = District::new();
     d.write("adult.txt", "porn.example\nxxx.example\nmore.example\n");
     let config = format!(
-        "[server]\nudp = [\"127.0.0.1:{dns}\"]\ntcp = []\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+        "[server]\nudp = [\"127.0.0.1:{dns}\"]\ntcp = []\n[hitlog]\npath = \"@/hits.sqlite\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
          [reload]\ndebounce_ms = 60000\n{BASE}"
     );
     let path = d.config(&config);

@@ -10,6 +10,7 @@
 mod alloc;
 mod cli;
 mod common;
+mod hitlog;
 mod parsers;
 mod policy;
 mod server;

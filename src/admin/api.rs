@@ -177,5 +177,7 @@ fn open(reader: &HitReader) -> Result<Option<rusqlite::Connection>, QueryFailed>
     if !reader.path.exists() {
         return Ok(None);
     }
-    Ok(Some(store::open_reader(&reader.path)?))
+    let conn = store::open_reader(&reader.path)?;
+    // The writer creates the schema just after the file; between the two there is nothing.
+    Ok(store::has_schema(&conn)?.then_some(conn))
 }

@@ -202,7 +202,10 @@ impl HitLog {
         }
         let (tx, rx) = mpsc::sync_channel(config.queue);
         let stats = Arc::new(HitStats::default());
-        let thread = writer::spawn(config.clone(), rx, Arc::clone(&stats))?;
+        // Opened here, before the first query, so readers find the schema from the start; a
+        // failure is the writer's to report and retry.
+        let store = store::Store::open(&config.path).ok();
+        let thread = writer::spawn(config.clone(), store, rx, Arc::clone(&stats))?;
         Ok(HitLog {
             sender: HitSender {
                 tx: Some(tx),
@@ -238,4 +241,50 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LoadedConfig;
+    use crate::name::QueryName;
+
+    fn event(policy: &Arc<crate::policy::Policy>, i: usize) -> HitEvent {
+        let client: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let name = QueryName::from_user(&format!("n{i}.example")).unwrap();
+        HitEvent {
+            at_ms: now_ms(),
+            client,
+            protocol: "udp",
+            qtype: 1,
+            qname: name.as_str().into(),
+            cname: None,
+            decision: policy.decide(client, &name),
+            policy: Arc::clone(policy),
+        }
+    }
+
+    /// With the writer stuck, the query path's send neither waits nor loses count.
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let text = "[profiles.p]\n[[schools]]\nid = \"a\"\nname = \"A\"\n\
+                    networks = [\"10.0.0.0/8\"]\nprofile = \"p\"\n";
+        let loaded = LoadedConfig::parse(std::path::Path::new("c.toml"), text.into()).unwrap();
+        let policy = Arc::new(crate::policy::compile(&loaded).unwrap());
+        let (tx, rx) = mpsc::sync_channel(4);
+        let sender = HitSender {
+            tx: Some(tx),
+            stats: Arc::new(HitStats::default()),
+        };
+        let started = std::time::Instant::now();
+        for i in 0..1000 {
+            sender.record(event(&policy, i));
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(sender.stats.received.load(Ordering::Relaxed), 4);
+        assert_eq!(sender.stats.dropped.load(Ordering::Relaxed), 996);
+        drop(rx);
+        sender.record(event(&policy, 0));
+        assert_eq!(sender.stats.dropped.load(Ordering::Relaxed), 997);
+    }
 }

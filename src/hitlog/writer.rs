@@ -38,12 +38,17 @@ const EXPIRE_BUDGET: usize = 50_000;
 /// Starts the writer thread.
 pub fn spawn(
     config: HitlogConfig,
+    store: Option<Store>,
     rx: Receiver<Message>,
     stats: Arc<HitStats>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("schooldns-hitlog".into())
-        .spawn(move || Writer::new(config, stats).run(rx))
+        .spawn(move || {
+            let mut writer = Writer::new(config, stats);
+            writer.store = store;
+            writer.run(rx)
+        })
 }
 
 /// Where a remembered record is.

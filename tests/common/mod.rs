@@ -69,6 +69,31 @@ pub fn fixture(name: &str) -> PathBuf {
 
 pub mod dns;
 
+/// One HTTP/1.1 request with extra headers; returns (status line, head, body).
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (String, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (
+        head.lines().next().unwrap().to_string(),
+        head.to_string(),
+        body.to_string(),
+    )
+}
+
 /// A running server on loopback ports with a fake upstream, over a temporary district.
 pub struct TestServer {
     pub district: District,
@@ -77,12 +102,18 @@ pub struct TestServer {
     pub tcp: std::net::SocketAddr,
     pub admin: Option<std::net::SocketAddr>,
     pub reload_stats: std::sync::Arc<schooldns::reload::ReloadStats>,
+    /// The hit log's sender (`flush` waits until recorded hits are on disk).
+    pub hits: schooldns::hitlog::HitSender,
+    /// The live policy.
+    pub policy: std::sync::Arc<schooldns::policy::SharedPolicy>,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 /// The lists and schools every server test uses: 127.0.0.1 is a primary school, 127.0.0.3 its
-/// staff subnet, 127.0.0.5 is in no network.
+/// staff subnet, 127.0.0.5 is in no network, 127.0.0.9 is a second school (Kim Đồng).
+/// Hit-log readers: `police-token` (district), `loop-token` (school loop), `kimdong-token`
+/// (school th-kim-dong).
 pub const SERVER_CONFIG: &str = r#"
 [server]
 udp = ["127.0.0.1:0"]
@@ -98,6 +129,18 @@ stale_max = 3600
 debounce_ms = 100
 [admin]
 listen = "127.0.0.1:0"
+[[admin.tokens]]
+sha256 = "cb5d147fe90002419bc04e236ec949fed9be451aba58a12bff5aa1fc72bc4082"
+role = "district"
+[[admin.tokens]]
+sha256 = "65ad3260eb6b1000250ec127034a950a5d94cbafb6279b4e84fb5f4c8193e8b6"
+role = "school:loop"
+[[admin.tokens]]
+sha256 = "22fa62db0f4883ac3ba33c3191bd2942023d465532753378b1050ee55fc4b159"
+role = "school:th-kim-dong"
+[hitlog]
+path = "@/hits.sqlite"
+timezone = "Asia/Ho_Chi_Minh"
 [categories.adult]
 lists = ["@/lists/adult.txt"]
 [categories.social]
@@ -120,6 +163,11 @@ name = "Loopback school"
 networks = ["127.0.0.0/30"]
 profile = "primary"
 subnets = { "127.0.0.3/32" = "staff" }
+[[schools]]
+id = "th-kim-dong"
+name = "Trường Tiểu học Kim Đồng"
+networks = ["127.0.0.8/30"]
+profile = "primary"
 "#;
 
 impl TestServer {
@@ -142,6 +190,8 @@ impl TestServer {
         let tcp = server.tcp_addrs()[0];
         let admin = server.admin_addr();
         let reload_stats = server.reload_stats();
+        let hits = server.hits();
+        let policy = server.policy();
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(server.run(shutdown));
         TestServer {
@@ -151,6 +201,8 @@ impl TestServer {
             tcp,
             admin,
             reload_stats,
+            hits,
+            policy,
             stop,
             task,
         }
