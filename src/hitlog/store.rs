@@ -100,6 +100,9 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Index pages stay in memory between batches (64 MiB), so a batch writes pages rather
+        // than reading them back first.
+        conn.pragma_update(None, "cache_size", -65_536)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(rusqlite::Error::ToSqlConversionFailure(
@@ -117,7 +120,11 @@ impl Store {
 
     /// Inserts new records (setting their ids) and applies repeats, in one transaction: a batch
     /// is on disk whole or not at all.
-    pub fn write(&mut self, inserts: &mut [HitRecord], repeats: &[Repeat]) -> rusqlite::Result<()> {
+    pub fn write<'a>(
+        &mut self,
+        inserts: impl IntoIterator<Item = &'a mut HitRecord>,
+        repeats: &[Repeat],
+    ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -126,7 +133,7 @@ impl Store {
                  policy_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
                  ?14, ?15, ?16, ?17)",
             )?;
-            for r in inserts.iter_mut() {
+            for r in inserts {
                 insert.execute(params![
                     r.time_ms,
                     r.last_seen_ms,

@@ -271,19 +271,17 @@ impl Writer {
         let Some(store) = self.store.as_mut() else {
             return;
         };
-        let mut records: Vec<HitRecord> = self.inserts.iter().map(|(r, _)| r.clone()).collect();
         let repeats: Vec<Repeat> = self.repeats.values().copied().collect();
-        match store.write(&mut records, &repeats) {
+        match store.write(self.inserts.iter_mut().map(|(r, _)| r), &repeats) {
             Ok(()) => {
-                for (i, record) in records.iter().enumerate() {
-                    let key = self.inserts[i].1;
-                    if let Some(slot) = self.remembered.get_mut(&key) {
+                for (i, (record, key)) in self.inserts.iter().enumerate() {
+                    if let Some(slot) = self.remembered.get_mut(key) {
                         if slot.1 == Row::Pending(i) {
                             slot.1 = Row::Stored(record.id);
                         }
                     }
                 }
-                let written = records.len() as u64;
+                let written = self.inserts.len() as u64;
                 self.stats.records.fetch_add(written, Ordering::Relaxed);
                 if self.json.is_some() {
                     jsonlog::flush();

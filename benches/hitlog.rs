@@ -1,0 +1,277 @@
+//! Hit-log figures (issue #4 §4), in one run:
+//!
+//! 1. Writer alone: a million distinct hits (no repeats to fold) pushed through the real
+//!    `HitLog` into a real SQLite file as fast as the writer takes them: hits per second on
+//!    disk, hits dropped.
+//! 2. Reads with 10 million records stored (200 schools, 90 days, 12 categories): the week
+//!    summary of one school, and filtered pages of hits (school + category, client, next page),
+//!    as `/api/summary` and `/api/hits` run them. The 10-million-record file is generated once
+//!    into `target/hitlog-bench/` and reused (`HITLOG_RECORDS` changes the size).
+//!
+//! `cargo bench --bench hitlog`. The server-level figures (writer under DNS load, p99 during a
+//! hit burst) come from `benches/hitlog.sh`.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use schooldns::config::{HitlogConfig, LoadedConfig};
+use schooldns::hitlog::query::{self, Cursor, HitFilter};
+use schooldns::hitlog::store::{self, Store};
+use schooldns::hitlog::{HitEvent, HitLog, HitRecord, now_ms};
+use schooldns::name::QueryName;
+
+const DAY_MS: i64 = 86_400_000;
+const SCHOOLS: usize = 200;
+const CATEGORIES: [&str; 12] = [
+    "adult",
+    "gambling",
+    "violence",
+    "drugs",
+    "malware",
+    "phishing",
+    "proxy",
+    "social",
+    "games",
+    "dating",
+    "ads",
+    "bypass-protection",
+];
+
+fn main() {
+    // `cargo test --benches` runs this binary with `--bench`-less arguments; keep that quick.
+    if std::env::args().any(|a| a == "--test") {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/hitlog-bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    writer_throughput(&dir);
+    let records: usize = std::env::var("HITLOG_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    reads(&dir, records);
+}
+
+fn writer_throughput(dir: &Path) {
+    const HITS: usize = 1_000_000;
+    let path = dir.join("writer.sqlite");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let text = "[categories.adult]\nlists = []\n[profiles.p]\nblock = [\"adult\"]\n\
+                [[schools]]\nid = \"bench\"\nname = \"Bench\"\nnetworks = [\"10.0.0.0/8\"]\n\
+                profile = \"p\"\n";
+    let loaded = LoadedConfig::parse(Path::new("bench.toml"), text.into()).unwrap();
+    let policy = Arc::new(schooldns::policy::compile(&loaded).unwrap());
+    let config = HitlogConfig {
+        path: path.clone(),
+        ..HitlogConfig::default()
+    };
+    let log = HitLog::start(&config).unwrap();
+    let sender = log.sender();
+    // Events are made up front: the figure is the writer's, not the producer's.
+    let events: Vec<HitEvent> = (0..HITS)
+        .map(|i| {
+            let client = std::net::IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+            let name = QueryName::from_user(&format!("n{i}.blocked-{}.example", i % 1000)).unwrap();
+            HitEvent {
+                at_ms: now_ms(),
+                client,
+                protocol: "udp",
+                qtype: 1,
+                qname: name.as_str().into(),
+                cname: None,
+                decision: policy.decide(client, &name),
+                policy: Arc::clone(&policy),
+            }
+        })
+        .collect();
+    let started = Instant::now();
+    for event in events {
+        // Pace only when the queue is full, so the writer is never idle and nothing drops.
+        while sender.stats().received.load(Ordering::Relaxed)
+            - sender.stats().records.load(Ordering::Relaxed)
+            > 60_000
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        sender.record(event);
+    }
+    log.flush();
+    let took = started.elapsed();
+    let stats = sender.stats();
+    let written = stats.records.load(Ordering::Relaxed);
+    println!(
+        "writer alone: {written} distinct hits on disk in {:.2} s = {:.0} hits/s (dropped {})",
+        took.as_secs_f64(),
+        written as f64 / took.as_secs_f64(),
+        stats.dropped.load(Ordering::Relaxed)
+    );
+    log.stop();
+}
+
+/// A deterministic stored record number `i` of `n`, spread over 90 days.
+fn synthetic(i: usize, n: usize, now: i64, rng: &mut support::Rng) -> HitRecord {
+    let school = rng.below(SCHOOLS);
+    let category = CATEGORIES[rng.below(CATEGORIES.len())];
+    let time = now - 90 * DAY_MS + (i as i64 * 90 * DAY_MS) / n as i64;
+    let name = format!(
+        "site{}.{category}-{}.example",
+        rng.below(50_000),
+        rng.below(100)
+    );
+    HitRecord {
+        id: 0,
+        time_ms: time,
+        last_seen_ms: time,
+        count: 1 + rng.below(3) as i64,
+        school: Some(format!("school-{school:03}")),
+        device: None,
+        profile: Some("primary".into()),
+        client: Some(format!(
+            "10.{}.{}.{}",
+            school,
+            rng.below(256),
+            rng.below(256)
+        )),
+        protocol: "udp".into(),
+        qname: name.clone(),
+        qtype: "A".into(),
+        decision: "block".into(),
+        category: category.into(),
+        list: Some(format!("blocklists/ut1/{category}/domains")),
+        line: Some(rng.below(1_000_000) as u32),
+        entry: Some(name),
+        cname: None,
+        policy_version: "c0050ab96f7bf653".into(),
+    }
+}
+
+/// The stored file with `n` records, generated when missing or of another size.
+fn store_with(dir: &Path, n: usize) -> (PathBuf, i64) {
+    let path = dir.join(format!("hits-{n}.sqlite"));
+    let stamp = dir.join(format!("hits-{n}.now"));
+    if let (Ok(text), true) = (std::fs::read_to_string(&stamp), path.exists()) {
+        if let Ok(now) = text.trim().parse() {
+            return (path, now);
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    let now = now_ms();
+    let mut store = Store::open(&path).unwrap();
+    let mut rng = support::Rng::new(4);
+    let started = Instant::now();
+    let batch = 100_000;
+    for start in (0..n).step_by(batch) {
+        let mut records: Vec<HitRecord> = (start..(start + batch).min(n))
+            .map(|i| synthetic(i, n, now, &mut rng))
+            .collect();
+        store.write(&mut records, &[]).unwrap();
+    }
+    drop(store);
+    println!(
+        "generated {n} records in {:.0} s ({:.0} records/s through Store::write)",
+        started.elapsed().as_secs_f64(),
+        n as f64 / started.elapsed().as_secs_f64()
+    );
+    std::fs::write(&stamp, now.to_string()).unwrap();
+    (path, now)
+}
+
+/// Median and worst of `runs` timings of `f`, in milliseconds.
+fn time_ms(runs: usize, mut f: impl FnMut() -> usize) -> (f64, f64, usize) {
+    let mut times = Vec::with_capacity(runs);
+    let mut rows = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        rows = f();
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    (times[runs / 2], times[runs - 1], rows)
+}
+
+fn reads(dir: &Path, n: usize) {
+    let (path, now) = store_with(dir, n);
+    let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+    println!(
+        "store: {n} records, {:.0} MiB ({:.0} B/record)",
+        bytes as f64 / (1 << 20) as f64,
+        bytes as f64 / n as f64
+    );
+    let zone = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
+    let week = HitFilter {
+        school: Some("school-042".into()),
+        since_ms: Some(now - 7 * DAY_MS),
+        ..HitFilter::default()
+    };
+    let runs = 21;
+    // Each measurement opens its own connection, as each API request does.
+    let (median, worst, rows) = time_ms(runs, || {
+        let conn = store::open_reader(&path).unwrap();
+        query::summary(&conn, &week, &zone).unwrap().len()
+    });
+    println!(
+        "week summary, one school: median {median:.1} ms, worst {worst:.1} ms ({rows} day×category rows; target ≤ 200 ms)"
+    );
+    let page = HitFilter {
+        category: Some("malware".into()),
+        ..week.clone()
+    };
+    let (median, worst, rows) = time_ms(runs, || {
+        let conn = store::open_reader(&path).unwrap();
+        query::list(&conn, &page, Some(100), None)
+            .unwrap()
+            .hits
+            .len()
+    });
+    println!(
+        "page of 100 hits, school + category + week: median {median:.1} ms, worst {worst:.1} ms ({rows} rows; target ≤ 50 ms)"
+    );
+    let conn = store::open_reader(&path).unwrap();
+    let first = query::list(&conn, &page, Some(100), None).unwrap();
+    let cursor = first.next.unwrap_or(Cursor {
+        time_ms: now,
+        id: i64::MAX,
+    });
+    let (median, worst, rows) = time_ms(runs, || {
+        let conn = store::open_reader(&path).unwrap();
+        query::list(&conn, &page, Some(100), Some(cursor))
+            .unwrap()
+            .hits
+            .len()
+    });
+    println!("next page (cursor): median {median:.1} ms, worst {worst:.1} ms ({rows} rows)");
+    let client = first.hits[0].client.clone();
+    let by_client = HitFilter {
+        client,
+        since_ms: Some(now - 30 * DAY_MS),
+        ..HitFilter::default()
+    };
+    let (median, worst, rows) = time_ms(runs, || {
+        let conn = store::open_reader(&path).unwrap();
+        query::list(&conn, &by_client, Some(100), None)
+            .unwrap()
+            .hits
+            .len()
+    });
+    println!(
+        "page of hits for one client, 30 days: median {median:.1} ms, worst {worst:.1} ms ({rows} rows)"
+    );
+    let district = HitFilter {
+        since_ms: Some(now - DAY_MS),
+        ..HitFilter::default()
+    };
+    let (median, worst, rows) = time_ms(5, || {
+        let conn = store::open_reader(&path).unwrap();
+        query::summary(&conn, &district, &zone).unwrap().len()
+    });
+    println!(
+        "district summary, last day (all schools): median {median:.1} ms, worst {worst:.1} ms ({rows} rows)"
+    );
+}
