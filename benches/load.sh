@@ -24,33 +24,7 @@ done
 cargo build --release --quiet --bin schooldns --example bench_upstream
 
 echo "== generating $NAMES blocked names and the query files"
-python3 - "$WORK" "$NAMES" <<'PY'
-import random, sys
-work, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(2026)
-letters = "abcdefghijklmnopqrstuvwxyz0123456789"
-tlds = ["com", "net", "org", "vn", "com.vn", "info", "xyz", "top", "ru", "de"]
-names = set()
-while len(names) < n:
-    names.add("".join(rng.choice(letters) for _ in range(rng.randint(6, 16))) + "." + rng.choice(tlds))
-names = sorted(names)
-with open(f"{work}/block.txt", "w") as f:
-    f.write("\n".join(names) + "\n")
-with open(f"{work}/unbound-block.conf", "w") as f:
-    for name in names:
-        f.write(f'local-zone: "{name}." always_nxdomain\n')
-blocked = [f"www.{name}" for name in rng.sample(names, 10000)]
-hits = [f"host{i}.allowed-{i % 97}.example.net" for i in range(10000)]
-def write(path, qs):
-    with open(path, "w") as f:
-        f.write("".join(f"{q} A\n" for q in qs))
-write(f"{work}/hits.txt", hits)
-write(f"{work}/blocked.txt", blocked)
-mix = []
-for i in range(10000):
-    mix.append(blocked[i] if i % 5 == 0 else hits[i])
-write(f"{work}/mix.txt", mix)
-PY
+python3 benches/workload.py "$WORK" "$NAMES"
 
 cat > "$WORK/schooldns.toml" <<TOML
 [server]

@@ -11,8 +11,12 @@
 //! - [`server`]: UDP and TCP front ends and the request handler that joins policy and resolver.
 //! - [`subscriptions`]: downloading category `urls` into a cache folder, beside the query path.
 //! - [`reload`]: watching files and swapping in new policies beside the query path.
-//! - [`admin`] and [`metrics`]: `/metrics` and `/health` on the admin listener.
-//! - [`cli`]: the `schooldns` commands (`serve`, `check`, `explain`).
+//! - [`hitlog`]: the policy-hit log: blocks recorded beside the query path into SQLite, and
+//!   the queries and exports that read them back.
+//! - [`access`]: bearer tokens and the roles they grant (district, one school).
+//! - [`admin`] and [`metrics`]: `/metrics`, `/health`, `/reload` and the hit-log read API on
+//!   the admin listener.
+//! - [`cli`]: the `schooldns` commands (`serve`, `check`, `explain`, `reload`, `hits`).
 //!
 //! `policy` and `lists` use no tokio, sockets or hickory types: they take a normalised name and
 //! an address and return a decision, so they are tested and benchmarked on their own.

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Hit-log load figures (issue #4 §4), with the real server, real DNS load and a real SQLite file:
+#
+# 1. Writer under DNS load: dnsperf sends every one of NAMES blocked names once (each query a
+#    new hit record) as fast as schooldns answers; prints answered queries per second, hit
+#    records written per second (until nothing is pending) and hits dropped.
+# 2. p99 during a hit burst: the same query stream (80 % cache hits, 20 % distinct blocked
+#    names) at a fixed RATE against schooldns with the hit log off and on, alternated ROUNDS
+#    times in one run; prints p50/p99 of each and the on/off ratio.
+#
+#   bash benches/hitlog.sh        # DURATION=10 NAMES=1000000 RATE=60000 ROUNDS=2 by default
+#
+# Needs: dnsperf, taskset, python3, curl, dig. Loopback ports 5399, 5400, 5402 only; every
+# dnsperf run is bounded by DURATION seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+NAMES=${NAMES:-1000000}
+RATE=${RATE:-60000}
+ROUNDS=${ROUNDS:-2}
+SERVER_CPUS=${SERVER_CPUS:-0}
+CLIENT_CPUS=${CLIENT_CPUS:-1}
+WORK=target/load
+mkdir -p "$WORK"
+for tool in dnsperf taskset python3 curl dig; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install dnsperf util-linux curl bind9-dnsutils)" >&2; exit 1; }
+done
+cargo build --release --quiet --bin schooldns --example bench_upstream
+echo "== generating $NAMES blocked names and the query files"
+python3 benches/workload.py "$WORK" "$NAMES"
+
+config() { # enabled
+    cat > "$WORK/hitlog-$1.toml" <<TOML
+[server]
+udp = ["127.0.0.1:5400"]
+tcp = []
+[upstream]
+servers = ["127.0.0.1:5399"]
+[cache]
+max_entries = 1000000
+[admin]
+listen = "127.0.0.1:5402"
+[hitlog]
+enabled = $1
+path = "$WORK/hits.sqlite"
+[categories.big]
+lists = ["$WORK/block.txt"]
+[profiles.bench]
+block = ["big"]
+safe_search = "off"
+bypass_protection = false
+[[schools]]
+id = "bench"
+name = "Bench"
+networks = ["127.0.0.0/8"]
+profile = "bench"
+TOML
+}
+config true
+config false
+
+cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+PIDS=()
+trap cleanup EXIT
+taskset -c "$CLIENT_CPUS" target/release/examples/bench_upstream 127.0.0.1:5399 2>/dev/null &
+PIDS+=($!)
+
+metric() { curl -s http://127.0.0.1:5402/metrics | awk -v m="$1" '$1 == m {print $2}'; }
+wait_for() {
+    for _ in $(seq 1 300); do
+        dig +short +tries=1 +time=1 @127.0.0.1 -p 5400 warmup.example.net A >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    echo "schooldns did not start" >&2; return 1
+}
+start() { # enabled
+    rm -f "$WORK"/hits.sqlite*
+    taskset -c "$SERVER_CPUS" target/release/schooldns --log warn serve \
+        --config "$WORK/hitlog-$1.toml" --threads 1 &
+    SPID=$!
+    PIDS+=($SPID)
+    wait_for
+    taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/hits.txt" -n 1 -c 4 -q 200 >/dev/null 2>&1
+}
+stop() { kill "$SPID"; wait "$SPID" 2>/dev/null || true; }
+dnsperf_run() { # workload [rate]
+    local rate=()
+    [ -n "${2:-}" ] && rate=(-Q "$2")
+    taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/$1.txt" -l "$DURATION" \
+        -c 8 -q 500 "${rate[@]}" -v 2>/dev/null
+}
+percentiles() { # dnsperf output → "p50 p99" in µs
+    grep -E '^> ' <<<"$1" | awk '{print $NF * 1e6}' | sort -n | awk '
+        {v[NR]=$1} END {if (NR==0) {print "- -"; exit}
+        printf "%.0f %.0f", v[int(NR*0.5)+1], v[int(NR*0.99)+1]}'
+}
+
+echo "== 1. writer under DNS load: every query a new hit record (1 server thread, CPU $SERVER_CPUS)"
+start true
+records_before=$(metric schooldns_hitlog_records_total)
+t0=$(date +%s.%N)
+out=$(dnsperf_run burst)
+t1=$(date +%s.%N)
+for _ in $(seq 1 300); do
+    [ "$(metric schooldns_hitlog_pending)" = "0" ] && break
+    sleep 0.1
+done
+t2=$(date +%s.%N)
+records=$(( $(metric schooldns_hitlog_records_total) - records_before ))
+qps=$(grep -m1 'Queries per second' <<<"$out" | awk '{print $4}')
+answered=$(grep -m1 'Queries completed' <<<"$out" | awk '{print $3}')
+awk -v q="$qps" -v n="$answered" -v r="$records" -v a="$t0" -v b="$t1" -v c="$t2" \
+    -v d="$(metric schooldns_hitlog_dropped_total)" -v rep="$(metric schooldns_hitlog_repeats_total)" 'BEGIN {
+    printf "answered %d queries at %.0f qps; %d records on disk %.2f s after the load stopped\n", n, q, r, c - b
+    printf "hit records written per second over the whole run: %.0f; dropped %d; folded repeats %d\n", r / (c - a), d, rep
+}'
+stop
+
+echo "== 2. p99 with a hit burst in the traffic, hit log off vs on, ${RATE} queries/s, $ROUNDS rounds"
+: >"$WORK/hitlog-results.txt"
+for round in $(seq 1 "$ROUNDS"); do
+    for enabled in false true; do
+        start "$enabled"
+        out=$(dnsperf_run mixburst "$RATE")
+        read -r p50 p99 <<<"$(percentiles "$out")"
+        qps=$(grep -m1 'Queries per second' <<<"$out" | awk '{print $4}')
+        lost=$(grep -m1 'Queries lost' <<<"$out" | awk '{print $3}')
+        printf "round %d  hit log %-5s  %8.0f qps  p50 %5s µs  p99 %5s µs  lost %s  records %s\n" \
+            "$round" "$enabled" "$qps" "$p50" "$p99" "$lost" "$(metric schooldns_hitlog_records_total)"
+        echo "$enabled $p50 $p99" >>"$WORK/hitlog-results.txt"
+        stop
+    done
+done
+awk '{n[$1]++; p50[$1]+=$2; p99[$1]+=$3}
+     END {printf "mean over rounds: off p50 %.0f p99 %.0f µs; on p50 %.0f p99 %.0f µs; p99 on/off %.2f\n",
+          p50["false"]/n["false"], p99["false"]/n["false"], p50["true"]/n["true"], p99["true"]/n["true"],
+          (p99["true"]/n["true"]) / (p99["false"]/n["false"])}' "$WORK/hitlog-results.txt"
