@@ -1,7 +1,7 @@
 //! The admin HTTP listener (`[admin] listen`): `GET /metrics` (Prometheus text format),
 //! `GET /health`, `POST /reload[?force=true]` (from this machine only; `schooldns reload` uses
 //! it), and the hit-log read API `GET /api/hits`, `GET /api/summary` (bearer tokens, see
-//! [`api`]). Beside the query path: it reads counters, the current policy and the hit log's
+//! `api.rs`). Beside the query path: it reads counters, the current policy and the hit log's
 //! file, nothing else.
 
 mod api;
