@@ -244,12 +244,12 @@ pub fn now_ms() -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::LoadedConfig;
     use crate::name::QueryName;
 
-    fn event(policy: &Arc<crate::policy::Policy>, i: usize) -> HitEvent {
+    pub(crate) fn event(policy: &Arc<crate::policy::Policy>, i: usize) -> HitEvent {
         let client: std::net::IpAddr = "10.0.0.1".parse().unwrap();
         let name = QueryName::from_user(&format!("n{i}.example")).unwrap();
         HitEvent {
@@ -264,13 +264,18 @@ mod tests {
         }
     }
 
-    /// With the writer stuck, the query path's send neither waits nor loses count.
-    #[test]
-    fn a_full_queue_drops_and_counts_without_waiting() {
+    /// A policy with one school on 10.0.0.0/8 and nothing listed.
+    pub(crate) fn policy() -> Arc<crate::policy::Policy> {
         let text = "[profiles.p]\n[[schools]]\nid = \"a\"\nname = \"A\"\n\
                     networks = [\"10.0.0.0/8\"]\nprofile = \"p\"\n";
         let loaded = LoadedConfig::parse(std::path::Path::new("c.toml"), text.into()).unwrap();
-        let policy = Arc::new(crate::policy::compile(&loaded).unwrap());
+        Arc::new(crate::policy::compile(&loaded).unwrap())
+    }
+
+    /// With the writer stuck, the query path's send neither waits nor loses count.
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let policy = policy();
         let (tx, rx) = mpsc::sync_channel(4);
         let sender = HitSender {
             tx: Some(tx),

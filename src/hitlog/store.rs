@@ -224,6 +224,17 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Caps the file at `pages` pages, so writes beyond it fail as on a full disk (tests).
+    #[cfg(test)]
+    pub fn limit_pages(&self, pages: i64) {
+        let _: i64 = self
+            .conn
+            .pragma_update_and_check(None, "max_page_count", pages, |r| r.get(0))
+            .unwrap();
+    }
+}
+
 /// Opens the file read-only for queries; it must exist.
 pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(

@@ -358,3 +358,46 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hitlog::tests::{event, policy};
+
+    /// A full disk (SQLITE_FULL) keeps the batch, counts the error, and the batch is written
+    /// once there is room again.
+    #[test]
+    fn a_full_disk_keeps_hits_until_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HitlogConfig {
+            path: dir.path().join("hits.sqlite"),
+            ..HitlogConfig::default()
+        };
+        let stats = Arc::new(HitStats::default());
+        let mut writer = Writer::new(config.clone(), Arc::clone(&stats));
+        let store = Store::open(&config.path).unwrap();
+        let pages: i64 = rusqlite::Connection::open(&config.path)
+            .unwrap()
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        store.limit_pages(pages + 2);
+        writer.store = Some(store);
+        let policy = policy();
+        for i in 0..2000 {
+            writer.accept(&event(&policy, i));
+        }
+        writer.write();
+        assert_eq!(stats.write_errors.load(Ordering::Relaxed), 1);
+        assert_eq!(writer.inserts.len(), 2000, "the batch is kept");
+        assert_eq!(stats.records.load(Ordering::Relaxed), 0);
+        writer.store.as_ref().unwrap().limit_pages(1 << 30);
+        writer.write();
+        assert_eq!(stats.records.load(Ordering::Relaxed), 2000);
+        assert!(writer.inserts.is_empty());
+        let stored: i64 = rusqlite::Connection::open(&config.path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM hits", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 2000);
+    }
+}
