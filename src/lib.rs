@@ -43,6 +43,7 @@ pub mod lists;
 pub mod metrics;
 pub mod name;
 pub mod policy;
+pub mod priority;
 pub mod reload;
 pub mod resolve;
 pub mod server;

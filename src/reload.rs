@@ -206,7 +206,8 @@ pub fn spawn(
     let handle = std::thread::Builder::new()
         .name("schooldns-reload".into())
         .spawn(move || {
-            lower_priority();
+            // Compiling takes seconds of CPU: the query workers come first.
+            crate::priority::lower_priority();
             while let Ok(trigger) = rx.recv() {
                 let mut force = matches!(trigger, Trigger::Reload { force: true });
                 if trigger == Trigger::Stop {
@@ -237,20 +238,6 @@ pub fn spawn(
             }
         })?;
     Ok((tx, handle))
-}
-
-/// Compiling a policy takes seconds of CPU; on a machine where it shares a core with the query
-/// workers (a small VM, or a pinned benchmark), the scheduler should prefer answering queries.
-/// Raises this thread's nice value; failure only loses that preference.
-pub fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority take plain integers and only change this thread's
-    // scheduling weight.
-    #[allow(unsafe_code)]
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 15);
-    }
 }
 
 fn rewatch(

@@ -160,7 +160,7 @@ pub fn spawn_refresher(
     std::thread::Builder::new()
         .name("schooldns-subscriptions".into())
         .spawn(move || {
-            crate::reload::lower_priority();
+            crate::priority::lower_priority();
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
                 if refresh_all(&config, &agent) > 0 {
                     on_change();

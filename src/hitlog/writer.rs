@@ -45,6 +45,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("schooldns-hitlog".into())
         .spawn(move || {
+            crate::priority::idle_priority();
             let mut writer = Writer::new(config, stats);
             writer.store = store;
             writer.run(rx)
