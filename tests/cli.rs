@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use crate::common::{District, repo_root};
+use crate::common::{District, free_port, repo_root, spawn_serve};
 
 fn schooldns(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_schooldns"))
@@ -248,22 +248,6 @@ fn a_missing_config_file_is_named() {
     assert!(stderr(&out).contains("/nonexistent/schooldns.toml: cannot read config"));
 }
 
-/// Starts `schooldns serve` on `config` with one worker thread.
-fn spawn_serve(config: &std::path::Path, stderr: Stdio) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_schooldns"))
-        .args([
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--threads",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap()
-}
-
 /// `schooldns serve` answers on its configured port and exits 0 on SIGTERM.
 #[test]
 fn serve_answers_and_stops_cleanly_on_sigterm() {
@@ -273,12 +257,7 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
 
     let d = District::new();
     d.write("adult.txt", "porn.example\n");
-    // A free port: bind, read, release (the server binds it again right away).
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = format!(
         "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = []\n[hitlog]\npath = \"@/hits.sqlite\"\n[upstream]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 300\n{BASE}"
     )
@@ -344,13 +323,6 @@ fn reload_without_an_admin_listener_says_so() {
 fn reload_command_talks_to_the_running_server() {
     use std::time::{Duration, Instant};
 
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
     let (dns, admin) = (free_port(), free_port());
     let d = District::new();
     d.write("adult.txt", "porn.example\nxxx.example\nmore.example\n");

@@ -13,7 +13,7 @@ use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::common::dns::{query_message, tcp_query, udp_query};
-use crate::common::{District, SERVER_CONFIG, TestServer, http};
+use crate::common::{District, SERVER_CONFIG, TestServer, free_port, http, spawn_serve};
 
 const LOOP: &str = "127.0.0.1";
 const KIM_DONG: &str = "127.0.0.9";
@@ -592,15 +592,6 @@ async fn hits_command_lists_ranks_summarises_and_exports() {
     s.stop().await;
 }
 
-/// A free loopback port for a spawned server.
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A district for the real binary: one school on loopback, hits in `hits.sqlite`, every hit
 /// also as a JSON line in `hits.jsonl`.
 fn binary_district() -> (District, std::path::PathBuf, u16) {
@@ -615,21 +606,6 @@ fn binary_district() -> (District, std::path::PathBuf, u16) {
     );
     let path = d.config(&config);
     (d, path, port)
-}
-
-fn spawn(config: &Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_schooldns"))
-        .args([
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--threads",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 /// Sends blocked queries `n{from}..n{to}` and checks each is answered NXDOMAIN.
@@ -673,7 +649,7 @@ fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
 #[test]
 fn kill_9_keeps_every_committed_hit_and_never_corrupts() {
     let (d, config, port) = binary_district();
-    let mut child = spawn(&config);
+    let mut child = spawn_serve(&config, Stdio::null());
     send_blocked(port, 0, 300);
     let deadline = Instant::now() + Duration::from_secs(20);
     while rows(&d.path("hits.sqlite")).len() < 300 {
@@ -717,7 +693,7 @@ fn kill_9_keeps_every_committed_hit_and_never_corrupts() {
 #[test]
 fn sigterm_flushes_every_hit_and_json_lines_are_written() {
     let (d, config, port) = binary_district();
-    let mut child = spawn(&config);
+    let mut child = spawn_serve(&config, Stdio::null());
     send_blocked(port, 0, 150);
     // Straight away: most of these are still in the writer's batch.
     Command::new("kill")

@@ -69,6 +69,34 @@ pub fn fixture(name: &str) -> PathBuf {
 
 pub mod dns;
 
+/// A loopback port free for both UDP and TCP right now, for a spawned server to bind: bind,
+/// read, release (the server binds it again right away).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Starts the real `schooldns serve` on `config` with one worker thread.
+pub fn spawn_serve(config: &std::path::Path, stderr: std::process::Stdio) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_schooldns"))
+        .args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--threads",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 /// One HTTP/1.1 request with extra headers; returns (status line, head, body).
 pub async fn http(
     addr: std::net::SocketAddr,
