@@ -14,6 +14,7 @@
 # dnsperf run is bounded by DURATION seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 DURATION=${DURATION:-10}
 NAMES=${NAMES:-1000000}
 RATE=${RATE:-60000}
@@ -29,35 +30,8 @@ cargo build --release --quiet --bin schooldns --example bench_upstream
 echo "== generating $NAMES blocked names and the query files"
 python3 benches/workload.py "$WORK" "$NAMES"
 
-config() { # enabled
-    cat > "$WORK/hitlog-$1.toml" <<TOML
-[server]
-udp = ["127.0.0.1:5400"]
-tcp = []
-[upstream]
-servers = ["127.0.0.1:5399"]
-[cache]
-max_entries = 1000000
-[admin]
-listen = "127.0.0.1:5402"
-[hitlog]
-enabled = $1
-path = "$WORK/hits.sqlite"
-[categories.big]
-lists = ["$WORK/block.txt"]
-[profiles.bench]
-block = ["big"]
-safe_search = "off"
-bypass_protection = false
-[[schools]]
-id = "bench"
-name = "Bench"
-networks = ["127.0.0.0/8"]
-profile = "bench"
-TOML
-}
-config true
-config false
+bench_config "$WORK/hitlog-true.toml" "$WORK" true
+bench_config "$WORK/hitlog-false.toml" "$WORK" false
 
 cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 PIDS=()
@@ -66,20 +40,13 @@ taskset -c "$CLIENT_CPUS" target/release/examples/bench_upstream 127.0.0.1:5399 
 PIDS+=($!)
 
 metric() { curl -s http://127.0.0.1:5402/metrics | awk -v m="$1" '$1 == m {print $2}'; }
-wait_for() {
-    for _ in $(seq 1 300); do
-        dig +short +tries=1 +time=1 @127.0.0.1 -p 5400 warmup.example.net A >/dev/null 2>&1 && return 0
-        sleep 0.2
-    done
-    echo "schooldns did not start" >&2; return 1
-}
 start() { # enabled
     rm -f "$WORK"/hits.sqlite*
     taskset -c "$SERVER_CPUS" target/release/schooldns --log warn serve \
         --config "$WORK/hitlog-$1.toml" --threads 1 &
     SPID=$!
     PIDS+=($SPID)
-    wait_for
+    wait_for 5400
     taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/hits.txt" -n 1 -c 4 -q 200 >/dev/null 2>&1
 }
 stop() { kill "$SPID"; wait "$SPID" 2>/dev/null || true; }

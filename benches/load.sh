@@ -11,6 +11,7 @@
 # Uses loopback ports 5399-5401 only; every dnsperf run is bounded by DURATION seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 DURATION=${DURATION:-10}
 NAMES=${NAMES:-1000000}
 THREADS=${THREADS:-1}
@@ -26,30 +27,7 @@ cargo build --release --quiet --bin schooldns --example bench_upstream
 echo "== generating $NAMES blocked names and the query files"
 python3 benches/workload.py "$WORK" "$NAMES"
 
-cat > "$WORK/schooldns.toml" <<TOML
-[server]
-udp = ["127.0.0.1:5400"]
-tcp = []
-[upstream]
-servers = ["127.0.0.1:5399"]
-[cache]
-max_entries = 1000000
-[admin]
-listen = "127.0.0.1:5402"
-[hitlog]
-path = "$WORK/hits.sqlite"
-[categories.big]
-lists = ["$WORK/block.txt"]
-[profiles.bench]
-block = ["big"]
-safe_search = "off"
-bypass_protection = false
-[[schools]]
-id = "bench"
-name = "Bench"
-networks = ["127.0.0.0/8"]
-profile = "bench"
-TOML
+bench_config "$WORK/schooldns.toml" "$WORK"
 
 cat > "$WORK/unbound.conf" <<CONF
 server:
@@ -84,13 +62,6 @@ taskset -c "$CLIENT_CPUS" target/release/examples/bench_upstream 127.0.0.1:5399 
 PIDS+=($!)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-wait_for() { # port
-    for _ in $(seq 1 300); do
-        dig +short +tries=1 +time=1 @127.0.0.1 -p "$1" warmup.example.net A >/dev/null 2>&1 && return 0
-        sleep 0.2
-    done
-    echo "server on port $1 did not start" >&2; return 1
-}
 
 run() { # label port pid workload [reload]
     local label=$1 port=$2 pid=$3 workload=$4 reload=${5:-}
