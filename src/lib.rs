@@ -38,6 +38,7 @@ pub mod access;
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod devices;
 pub mod hitlog;
 pub mod lists;
 pub mod metrics;

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::op::ResponseCode;
 
+use crate::server::handler::Protocol;
+
 /// The decision a query ended with, for counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -38,7 +40,7 @@ const OUTCOMES: [(Outcome, &str); 5] = [
 const RCODES: [&str; 7] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "OTHER",
 ];
-const PROTOCOLS: [&str; 2] = ["udp", "tcp"];
+const PROTOCOLS: [&str; 4] = ["udp", "tcp", "dot", "doh"];
 
 fn rcode_index(rcode: ResponseCode) -> usize {
     match rcode {
@@ -55,7 +57,7 @@ fn rcode_index(rcode: ResponseCode) -> usize {
 /// The query counters.
 pub struct Metrics {
     /// [protocol][outcome][rcode]
-    queries: [[[AtomicU64; 7]; 5]; 2],
+    queries: [[[AtomicU64; 7]; 5]; 4],
     /// category → profile → count; nested so a repeat block is counted without allocating.
     blocks: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
 }
@@ -73,12 +75,18 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts one answered query.
-    pub fn record(&self, tcp: bool, outcome: Outcome, rcode: ResponseCode) {
+    pub fn record(&self, protocol: Protocol, outcome: Outcome, rcode: ResponseCode) {
+        let p = match protocol {
+            Protocol::Udp => 0,
+            Protocol::Tcp => 1,
+            Protocol::Dot => 2,
+            Protocol::Doh => 3,
+        };
         let o = OUTCOMES
             .iter()
             .position(|(x, _)| *x == outcome)
             .unwrap_or(4);
-        self.queries[usize::from(tcp)][o][rcode_index(rcode)].fetch_add(1, Ordering::Relaxed);
+        self.queries[p][o][rcode_index(rcode)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one block.

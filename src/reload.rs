@@ -77,6 +77,8 @@ pub struct Reloader {
     stats: Arc<ReloadStats>,
     /// Told about each config that was swapped in (admin tokens follow the policy).
     on_swap: Vec<SwapHook>,
+    /// Files named by the config besides lists (devices file, TLS certificate and key).
+    config_files: Vec<PathBuf>,
 }
 
 impl Reloader {
@@ -95,7 +97,14 @@ impl Reloader {
             max_shrink,
             stats: Arc::new(ReloadStats::default()),
             on_swap: Vec::new(),
+            config_files: Vec::new(),
         }
+    }
+
+    /// Also watches these files (the config's devices file, certificate and key); replaced by
+    /// each reloaded config's own list.
+    pub fn watch_files(&mut self, files: Vec<PathBuf>) {
+        self.config_files = files;
     }
 
     /// Calls `hook` with every config swapped in, right after its policy.
@@ -158,15 +167,18 @@ impl Reloader {
         }
         let policy = Arc::new(policy);
         self.shared.store(Arc::clone(&policy));
+        self.config_files = loaded.config.watched_files();
         for hook in &self.on_swap {
             hook(&loaded);
         }
         Ok(policy)
     }
 
-    /// Folders to watch: the config file's, and every list file's.
+    /// Folders to watch: the config file's, every list file's, and those of the devices file
+    /// and the TLS certificate and key.
     fn watched_folders(&self) -> Vec<PathBuf> {
         let mut folders = vec![parent_of(&self.config_path)];
+        folders.extend(self.config_files.iter().map(|f| parent_of(f)));
         for category in self.shared.load().categories() {
             for file in &category.compiled.files {
                 folders.push(parent_of(&file.path));

@@ -1,7 +1,7 @@
 //! The admin HTTP listener (`[admin] listen`): `GET /metrics` (Prometheus text format),
 //! `GET /health`, `POST /reload[?force=true]` (from this machine only; `schooldns reload` uses
-//! it), and the hit-log read API `GET /api/hits`, `GET /api/summary` (bearer tokens, see
-//! `api.rs`). Beside the query path: it reads counters, the current policy and the hit log's
+//! it), the hit-log read API `GET /api/hits`, `GET /api/summary` (bearer tokens, see
+//! `api.rs`), and the parents' setup pages `GET /setup/<token>`, `/apple/<token>.mobileconfig`. Beside the query path: it reads counters, the current policy and the hit log's
 //! file, nothing else.
 
 mod api;
@@ -19,6 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::access::Access;
+use crate::devices::setup::SetupPages;
+use crate::server::encrypted::Encrypted;
+use crate::server::tls::CertStore;
 use crate::hitlog::HitStats;
 use crate::hitlog::export::SchoolNames;
 use crate::metrics::{Metrics, escape};
@@ -45,6 +48,12 @@ pub struct AdminState {
     pub access: Arc<ArcSwap<Access>>,
     /// Where and how the hit log is read.
     pub reader: HitReader,
+    /// `/setup/<token>` and `/apple/<token>.mobileconfig`.
+    pub setup: Arc<SetupPages>,
+    /// The encrypted listeners' counters, when any is configured.
+    pub encrypted: Option<Arc<Encrypted>>,
+    /// The TLS certificate's reload counters, when any is configured.
+    pub certs: Option<Arc<CertStore>>,
 }
 
 impl AdminState {
@@ -87,6 +96,40 @@ impl AdminState {
             );
         }
         self.hits.render(&mut out);
+        let policy = self.policy.load();
+        let devices = policy.devices();
+        let _ = write!(
+            out,
+            "# HELP schooldns_devices Home devices in the devices file, by state.\n\
+             # TYPE schooldns_devices gauge\nschooldns_devices{{state=\"live\"}} {}\n\
+             schooldns_devices{{state=\"revoked\"}} {}\n",
+            devices.live(),
+            devices.all().len() - devices.live()
+        );
+        if let Some(encrypted) = &self.encrypted {
+            let _ = write!(
+                out,
+                "# HELP schooldns_tls_connections DoT and DoH connections open.\n\
+                 # TYPE schooldns_tls_connections gauge\nschooldns_tls_connections {}\n\
+                 # HELP schooldns_tls_handshake_failures_total TLS handshakes that failed or timed out.\n\
+                 # TYPE schooldns_tls_handshake_failures_total counter\n\
+                 schooldns_tls_handshake_failures_total {}\n",
+                encrypted.open.load(Ordering::Relaxed),
+                encrypted.failed_handshakes.load(Ordering::Relaxed)
+            );
+        }
+        if let Some(certs) = &self.certs {
+            let _ = write!(
+                out,
+                "# HELP schooldns_tls_cert_reloads_total Certificates reloaded from changed files.\n\
+                 # TYPE schooldns_tls_cert_reloads_total counter\nschooldns_tls_cert_reloads_total {}\n\
+                 # HELP schooldns_tls_cert_reload_failures_total Certificate reloads refused (the old one kept serving).\n\
+                 # TYPE schooldns_tls_cert_reload_failures_total counter\n\
+                 schooldns_tls_cert_reload_failures_total {}\n",
+                certs.reloads.load(Ordering::Relaxed),
+                certs.failed_reloads.load(Ordering::Relaxed)
+            );
+        }
         out
     }
 }
@@ -181,8 +224,37 @@ async fn route(request: Request, peer_is_local: bool, state: &Arc<AdminState>) -
         },
         ("GET", "/health") => Response::text("200 OK", "ok\n"),
         ("GET", "/api/hits" | "/api/summary") => read_api(request, state).await,
+        ("GET", path) if path.starts_with("/setup/") || path.starts_with("/apple/") => {
+            setup_page(state, path)
+        }
         ("GET", _) => Response::text("404 Not Found", "not found\n"),
         _ => Response::text("405 Method Not Allowed", "method not allowed\n"),
+    }
+}
+
+/// A parent's setup page or Apple profile (the same as the DoH listener serves).
+fn setup_page(state: &AdminState, path: &str) -> Response {
+    let Some(page) = state.setup.get(path) else {
+        return Response::text("404 Not Found", "not found\n");
+    };
+    let status = match page.status {
+        200 => "200 OK",
+        404 => "404 Not Found",
+        _ => "503 Service Unavailable",
+    };
+    let mut headers = vec![
+        "Referrer-Policy: no-referrer".to_string(),
+        "X-Content-Type-Options: nosniff".to_string(),
+        "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'".to_string(),
+    ];
+    if let Some(name) = &page.filename {
+        headers.push(format!("Content-Disposition: attachment; filename=\"{name}\""));
+    }
+    Response {
+        status,
+        content_type: page.content_type,
+        headers,
+        body: page.body,
     }
 }
 

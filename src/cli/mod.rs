@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+mod devices;
 mod hits;
 
 use anyhow::Context;
@@ -59,6 +60,8 @@ pub enum Command {
     },
     /// Read the policy-hit log: records, rankings (`--top`) or per-day counts (`--summary`).
     Hits(hits::HitsArgs),
+    /// Manage home devices and families (DoT/DoH tokens): `add`, `revoke`, `list`.
+    Devices(devices::DevicesArgs),
     /// Show what the policy decides for names asked by a client address, and why.
     Explain {
         /// Names to explain; `-` reads one name per line from standard input.
@@ -83,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config } => check(&config),
         Command::Reload { config, force } => reload(&config, force),
         Command::Hits(args) => hits::run(&args),
+        Command::Devices(args) => devices::run(&args),
         Command::Explain {
             names,
             client,
@@ -113,6 +117,8 @@ fn serve(path: &Path, threads: Option<usize>) -> anyhow::Result<ExitCode> {
         tracing::info!(
             udp = ?server.udp_addrs(),
             tcp = ?server.tcp_addrs(),
+            dot = ?server.dot_addrs(),
+            doh = ?server.doh_addrs(),
             config = %path.display(),
             "serving"
         );

@@ -10,7 +10,54 @@ const BUILT_IN_CATEGORIES: [&str; 2] = ["bypass-protection", "safe-search"];
 /// Runs every check; the first failure is returned.
 pub fn check(loaded: &LoadedConfig) -> Result<(), ConfigError> {
     check_tokens(loaded)?;
-    check_hitlog(loaded)
+    check_hitlog(loaded)?;
+    check_tls(loaded)
+}
+
+/// Encrypted listeners need a certificate, its key and the public hostname that tokens are
+/// prefixed to; the hostname must be a DNS name, since `<token>.<hostname>` is one.
+fn check_tls(loaded: &LoadedConfig) -> Result<(), ConfigError> {
+    let (config, source) = (&loaded.config, &loaded.source);
+    let tls = &config.tls;
+    if let Some(hostname) = &tls.hostname {
+        let name = hostname.get_ref();
+        let valid = !name.is_empty()
+            && name.len() <= 200
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            return Err(source.error_at(
+                hostname.span(),
+                "tls.hostname",
+                format!("`{name}` is not a DNS host name (e.g. dns.example.edu.vn)"),
+            ));
+        }
+    }
+    let encrypted = !config.server.dot.is_empty() || !config.server.doh.is_empty();
+    if encrypted {
+        for (key, missing) in [
+            ("tls.cert", tls.cert.is_none()),
+            ("tls.key", tls.key.is_none()),
+            ("tls.hostname", tls.hostname.is_none()),
+        ] {
+            if missing {
+                return Err(source.error(
+                    key,
+                    "`[server] dot` and `doh` need `[tls] cert`, `key` and `hostname`",
+                ));
+            }
+        }
+    }
+    if tls.max_connections == 0 {
+        return Err(source.error("tls.max_connections", "must be at least 1"));
+    }
+    if tls.idle_timeout_secs == 0 {
+        return Err(source.error("tls.idle_timeout_secs", "must be at least 1 second"));
+    }
+    Ok(())
 }
 
 fn check_tokens(loaded: &LoadedConfig) -> Result<(), ConfigError> {
@@ -160,5 +207,23 @@ mod tests {
         parse("[hitlog.category_retention_days]\nbypass-protection = 365\n").unwrap();
         let err = parse("[hitlog]\nclient_address = \"partial\"\n").unwrap_err();
         assert_eq!(err.key, "hitlog.client_address", "{err}");
+    }
+
+    #[test]
+    fn encrypted_listeners_need_tls_settings() {
+        let err = parse("[server]\ndot = [\"127.0.0.1:8853\"]\n").unwrap_err();
+        assert_eq!(err.key, "tls.cert", "{err}");
+        let err = parse(
+            "[server]\ndoh = [\"127.0.0.1:8443\"]\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "tls.hostname", "{err}");
+        let err = parse("[tls]\nhostname = \"dns example\"\n").unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (7, "tls.hostname"), "{err}");
+        parse(
+            "[server]\ndot = [\"127.0.0.1:8853\"]\n\
+             [tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nhostname = \"dns.example.edu.vn\"\n",
+        )
+        .unwrap();
     }
 }

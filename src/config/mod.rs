@@ -58,6 +58,85 @@ pub struct Config {
     /// Downloaded lists.
     #[serde(default)]
     pub subscriptions: SubscriptionsConfig,
+    /// Certificate and name of the encrypted listeners (DoT, DoH).
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Home devices and families identified by token.
+    #[serde(default)]
+    pub devices: DevicesConfig,
+}
+
+impl Config {
+    /// Files besides the config and the lists whose change calls for a reload: the devices
+    /// file and the TLS certificate and key.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.devices.file.iter().cloned().collect();
+        files.extend(self.tls.cert.iter().cloned());
+        files.extend(self.tls.key.iter().cloned());
+        files
+    }
+}
+
+/// `[tls]`: what the DoT and DoH listeners present, and how many connections they hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first. It must cover `hostname` and `*.hostname` (DoT
+    /// clients send `<token>.<hostname>`). Reloaded when the file changes.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `cert`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The public name of the service: DoT clients use `<token>.<hostname>`, DoH clients
+    /// `https://<hostname>/dns-query/<token>`.
+    #[serde(default)]
+    pub hostname: Option<Spanned<String>>,
+    /// Most DoT and DoH connections open at once (together); beyond it new connections wait.
+    #[serde(default = "default_tls_connections")]
+    pub max_connections: usize,
+    /// A DoT or DoH connection that sends nothing for this many seconds is closed.
+    #[serde(default = "default_tls_idle")]
+    pub idle_timeout_secs: u64,
+}
+
+fn default_tls_connections() -> usize {
+    20_000
+}
+
+fn default_tls_idle() -> u64 {
+    60
+}
+
+impl Default for TlsConfig {
+    fn default() -> TlsConfig {
+        TlsConfig {
+            cert: None,
+            key: None,
+            hostname: None,
+            max_connections: default_tls_connections(),
+            idle_timeout_secs: default_tls_idle(),
+        }
+    }
+}
+
+/// `[devices]`: home devices and families, identified by the token their DoT server name or
+/// DoH path carries.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesConfig {
+    /// The devices file (`config/devices.toml`), reloaded live like the lists. Absent: no
+    /// device has a token.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// Profile for encrypted queries with a missing, unknown or revoked token. Absent (the
+    /// default): they are refused; they never go unfiltered.
+    #[serde(default)]
+    pub default_profile: Option<Spanned<String>>,
+    /// Public addresses of the service, shown on the setup page where a platform needs one
+    /// (Windows 11 asks for the server's IP address beside the DoH template).
+    #[serde(default)]
+    pub server_addresses: Vec<std::net::IpAddr>,
 }
 
 /// `[subscriptions]`: how category `urls` are downloaded.
@@ -131,6 +210,13 @@ pub struct ServerConfig {
     /// TCP listen addresses.
     #[serde(default)]
     pub tcp: Vec<SocketAddr>,
+    /// DNS-over-TLS listen addresses (RFC 7858; 853 in production). Needs `[tls]`.
+    #[serde(default)]
+    pub dot: Vec<SocketAddr>,
+    /// DNS-over-HTTPS listen addresses (RFC 8484; 443 in production), which also serve the
+    /// setup pages. Needs `[tls]`.
+    #[serde(default)]
+    pub doh: Vec<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -139,6 +225,8 @@ impl Default for ServerConfig {
         ServerConfig {
             udp: vec![loopback],
             tcp: vec![loopback],
+            dot: Vec::new(),
+            doh: Vec::new(),
         }
     }
 }

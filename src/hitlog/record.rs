@@ -87,7 +87,7 @@ impl HitRecord {
             last_seen_ms: event.at_ms,
             count: 1,
             school: explained.school,
-            device: None,
+            device: explained.device,
             profile: explained.profile,
             client: client_address(event.client, keep),
             protocol: event.protocol.to_string(),

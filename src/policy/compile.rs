@@ -20,6 +20,7 @@ use ipnet::IpNet;
 
 use super::bloom::NameFilter;
 use super::decision::BlockAnswer;
+use super::devices::{Device, Devices};
 use super::matcher::{DomainTableBuilder, MAX_FILES};
 use super::networks::{NetworkTarget, Networks};
 use super::profiles::{Probe, Profile, Role};
@@ -360,6 +361,17 @@ impl Compiler {
             Some(p) => Some(profile_index(p, "defaults.profile")?),
             None => None,
         };
+        let device_default_profile = match &config.devices.default_profile {
+            Some(p) => Some(profile_index(p, "devices.default_profile")?),
+            None => None,
+        };
+        let (devices, devices_stamp) = match &config.devices.file {
+            Some(path) => {
+                let stamp = FileStamp::of(path).ok();
+                (compile_devices(path, &profiles, &schools)?, stamp)
+            }
+            None => (Devices::default(), None),
+        };
 
         let total: usize = categories.iter().map(Category::entries).sum();
         let filter = NameFilter::build(
@@ -371,6 +383,7 @@ impl Compiler {
         );
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         source.text.hash(&mut hasher);
+        devices_stamp.hash(&mut hasher);
         for category in &categories {
             for file in &category.compiled.files {
                 file.path.hash(&mut hasher);
@@ -384,10 +397,66 @@ impl Compiler {
             schools,
             networks,
             default_profile,
+            devices,
+            device_default_profile,
             filter,
             version: hasher.finish(),
         })
     }
+}
+
+/// Reads the devices file and resolves each device's profile and school; mistakes name the
+/// devices file, line and key.
+fn compile_devices(
+    path: &Path,
+    profiles: &[Profile],
+    schools: &[School],
+) -> Result<Devices, CompileError> {
+    let loaded = crate::devices::file::read(path)?;
+    let source = &loaded.source;
+    let mut devices = Devices::default();
+    for (i, entry) in loaded.file.devices.iter().enumerate() {
+        let profile = profiles
+            .iter()
+            .position(|p| &p.name == entry.profile.get_ref())
+            .ok_or_else(|| {
+                let known: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+                source.error_at(
+                    entry.profile.span(),
+                    &format!("devices[{i}].profile"),
+                    format!(
+                        "unknown profile {:?} (known: {})",
+                        entry.profile.get_ref(),
+                        known.join(", ")
+                    ),
+                )
+            })?;
+        let school = match &entry.school {
+            Some(id) => Some(
+                schools
+                    .iter()
+                    .position(|s| &s.id == id.get_ref())
+                    .ok_or_else(|| {
+                        source.error_at(
+                            id.span(),
+                            &format!("devices[{i}].school"),
+                            format!("unknown school {:?}", id.get_ref()),
+                        )
+                    })? as u32,
+            ),
+            None => None,
+        };
+        devices.push(Device {
+            id: entry.id.get_ref().clone(),
+            name: entry.name.clone(),
+            profile: profile as u32,
+            school,
+            share_with_school: entry.share_with_school,
+            revoked: entry.revoked,
+            token: entry.token.get_ref().clone(),
+        });
+    }
+    Ok(devices)
 }
 
 fn parse_answer(answer: &str) -> Option<BlockAnswer> {

@@ -76,6 +76,8 @@ pub enum RuleSource {
     SafeSearch,
     /// The client's network is unknown.
     UnknownNetwork,
+    /// An encrypted query carried no live device token.
+    UnknownDevice,
 }
 
 /// The rule that decided (or was overridden).
@@ -100,6 +102,8 @@ pub struct Decision {
     pub school: Option<u32>,
     /// Index of the profile applied.
     pub profile: Option<u32>,
+    /// Index of the home device whose token identified the client.
+    pub device: Option<u32>,
     /// The rule that decided; `None` for a plain allow (nothing matched).
     pub rule: Option<Rule>,
     /// A block that an allow rule overrode.
@@ -136,6 +140,9 @@ pub struct Explanation {
     pub school: Option<String>,
     /// School display name.
     pub school_name: Option<String>,
+    /// Home device id, when a device token identified the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     /// Profile name.
     pub profile: Option<String>,
     /// Category of the deciding rule.

@@ -19,6 +19,7 @@
 pub mod bloom;
 pub mod compile;
 pub mod decision;
+pub mod devices;
 mod hugepages;
 pub mod matcher;
 pub mod networks;
@@ -36,6 +37,7 @@ pub use compile::{CompileError, Compiler, compile};
 pub use decision::{BlockAnswer, Decision, Explanation, Rule, RuleInfo, RuleSource, Verdict};
 
 use bloom::NameFilter;
+use devices::Devices;
 use matcher::{DomainTable, name_hash};
 use networks::{NetworkTarget, Networks};
 use profiles::{Profile, Role};
@@ -115,6 +117,10 @@ pub struct Policy {
     schools: Vec<School>,
     networks: Networks,
     default_profile: Option<u32>,
+    /// Home devices by token.
+    devices: Devices,
+    /// Profile for encrypted queries without a live token; `None`: refused.
+    device_default_profile: Option<u32>,
     filter: NameFilter,
     /// Identifies this policy's rules: a hash over the config text and every file's stamp.
     version: u64,
@@ -134,6 +140,7 @@ impl Policy {
                         verdict: Verdict::Refuse,
                         school: None,
                         profile: None,
+                        device: None,
                         rule: Some(Rule {
                             source: RuleSource::UnknownNetwork,
                             offset: 0,
@@ -148,6 +155,44 @@ impl Policy {
         let mut decision = self.decide_for_profile(profile, name);
         decision.school = school;
         decision
+    }
+
+    /// Decides for a home device identified by the token its DoT server name or DoH path
+    /// carried (lowercase). A missing, unknown or revoked token gets `[devices]
+    /// default_profile`, or is refused; it never goes unfiltered. The decision names the
+    /// device, and its school only when the device shares its hits with the school.
+    #[inline]
+    pub fn decide_device(&self, token: Option<&str>, name: &QueryName) -> Decision {
+        match token.and_then(|t| self.devices.by_token(t)) {
+            Some(index) => {
+                let device = &self.devices.all()[index as usize];
+                let mut decision = self.decide_for_profile(device.profile, name);
+                decision.device = Some(index);
+                decision.school = device.school.filter(|_| device.share_with_school);
+                decision
+            }
+            None => match self.device_default_profile {
+                Some(profile) => self.decide_for_profile(profile, name),
+                None => Decision {
+                    verdict: Verdict::Refuse,
+                    school: None,
+                    profile: None,
+                    device: None,
+                    rule: Some(Rule {
+                        source: RuleSource::UnknownDevice,
+                        offset: 0,
+                        scope: crate::lists::Scope::Exact,
+                        allows: false,
+                    }),
+                    overridden: None,
+                },
+            },
+        }
+    }
+
+    /// The home devices.
+    pub fn devices(&self) -> &Devices {
+        &self.devices
     }
 
     /// Judges a name for a profile (by index), for callers that identify the profile
@@ -266,6 +311,7 @@ impl Policy {
             verdict,
             school: None,
             profile: Some(profile_index),
+            device: None,
             rule,
             overridden,
         }
@@ -281,6 +327,10 @@ impl Policy {
             decision: decision.verdict.as_str(),
             school: school.map(|s| s.id.clone()),
             school_name: school.map(|s| s.name.clone()),
+            device: decision
+                .device
+                .and_then(|d| self.devices.get(d))
+                .map(|d| d.id.clone()),
             profile: decision
                 .profile
                 .map(|p| self.profiles[p as usize].name.clone()),
@@ -334,7 +384,7 @@ impl Policy {
                 line: None,
                 entry,
             }),
-            RuleSource::UnknownNetwork => None,
+            RuleSource::UnknownNetwork | RuleSource::UnknownDevice => None,
         }
     }
 
@@ -346,6 +396,7 @@ impl Policy {
             RuleSource::BypassProtection => "bypass-protection",
             RuleSource::SafeSearch => "safe-search",
             RuleSource::UnknownNetwork => "unknown-network",
+            RuleSource::UnknownDevice => "unknown-device",
         }
     }
 

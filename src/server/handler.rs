@@ -46,7 +46,9 @@ pub struct Pending {
 }
 
 enum Step {
-    Forward { profile: Option<u32> },
+    /// Resolve; `decided` is the allow decision, whose profile judges CNAME targets and whose
+    /// school and device a CNAME-inspection hit is recorded under.
+    Forward { decided: Decision },
     Rewrite(&'static str),
 }
 
@@ -57,14 +59,48 @@ pub enum Protocol {
     Udp,
     /// Plain DNS over TCP.
     Tcp,
+    /// DNS over TLS (RFC 7858).
+    Dot,
+    /// DNS over HTTPS (RFC 8484).
+    Doh,
 }
 
 impl Protocol {
-    /// `udp` or `tcp`, as metrics and the hit log spell it.
+    /// `udp`, `tcp`, `dot` or `doh`, as metrics and the hit log spell it.
     pub fn as_str(&self) -> &'static str {
         match self {
             Protocol::Udp => "udp",
             Protocol::Tcp => "tcp",
+            Protocol::Dot => "dot",
+            Protocol::Doh => "doh",
+        }
+    }
+
+    /// Encrypted transports identify the client by device token, not by network.
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self, Protocol::Dot | Protocol::Doh)
+    }
+}
+
+/// Who is asking: the source address for plain DNS, the device token for DoT and DoH.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The client's address as seen.
+    pub addr: SocketAddr,
+    /// The transport.
+    pub protocol: Protocol,
+    /// The device token (lowercase) the DoT server name or DoH path carried; ignored for
+    /// plain DNS, where the network decides.
+    pub token: Option<&'a str>,
+}
+
+impl Origin<'_> {
+    /// A plain-DNS origin.
+    pub fn plain(addr: SocketAddr, protocol: Protocol) -> Origin<'static> {
+        Origin {
+            addr,
+            protocol,
+            token: None,
         }
     }
 }
@@ -97,14 +133,19 @@ impl Handler {
         }
     }
 
-    /// Handles one message; `None` means send nothing.
+    /// Handles one plain-DNS message; `None` means send nothing.
     pub async fn handle(
         &self,
         bytes: &[u8],
         src: SocketAddr,
         protocol: Protocol,
     ) -> Option<Vec<u8>> {
-        match self.handle_now(bytes, src, protocol) {
+        self.handle_from(bytes, Origin::plain(src, protocol)).await
+    }
+
+    /// Handles one message from any transport; `None` means send nothing.
+    pub async fn handle_from(&self, bytes: &[u8], origin: Origin<'_>) -> Option<Vec<u8>> {
+        match self.handle_now_from(bytes, origin) {
             Handled::Done(response) => response,
             Handled::Pending(pending) => self.finish(pending).await,
         }
@@ -114,6 +155,12 @@ impl Handler {
     /// cache hits come back as [`Handled::Done`], so a front end can answer them without
     /// spawning a task. The rest comes back as [`Handled::Pending`] for [`Handler::finish`].
     pub fn handle_now(&self, bytes: &[u8], src: SocketAddr, protocol: Protocol) -> Handled {
+        self.handle_now_from(bytes, Origin::plain(src, protocol))
+    }
+
+    /// [`Handler::handle_now`] for any transport.
+    pub fn handle_now_from(&self, bytes: &[u8], origin: Origin<'_>) -> Handled {
+        let (src, protocol) = (origin.addr, origin.protocol);
         // A header is 12 bytes; the QR bit marks a response, which we never answer.
         if bytes.len() < 12 || bytes[2] & 0x80 != 0 {
             return Handled::Done(None);
@@ -129,7 +176,7 @@ impl Handler {
         if request.message_type() != MessageType::Query {
             return Handled::Done(None);
         }
-        match self.respond_now(&request, src.ip(), protocol) {
+        match self.respond_now(&request, origin) {
             Ok((response, outcome)) => {
                 Handled::Done(self.encode(&request, &response, outcome, protocol))
             }
@@ -174,7 +221,7 @@ impl Handler {
                 (Outcome::Allow, ResponseCode::from_low(response[3] & 0x0f))
             }
         };
-        self.metrics.record(false, outcome, rcode);
+        self.metrics.record(Protocol::Udp, outcome, rcode);
         Some(response)
     }
 
@@ -189,7 +236,7 @@ impl Handler {
         } = pending;
         let asker = Asker { client, protocol };
         let (response, outcome) = match step {
-            Step::Forward { profile } => self.forward(&request, &policy, profile, asker).await,
+            Step::Forward { decided } => self.forward(&request, &policy, decided, asker).await,
             Step::Rewrite(target) => self.rewrite(&request, target).await,
         };
         self.encode(&request, &response, outcome, protocol)
@@ -203,19 +250,19 @@ impl Handler {
         protocol: Protocol,
     ) -> Option<Vec<u8>> {
         self.metrics
-            .record(protocol == Protocol::Tcp, outcome, response.response_code());
+            .record(protocol, outcome, response.response_code());
         match protocol {
             Protocol::Udp => encode_udp(request, response),
-            Protocol::Tcp => response.to_vec().ok(),
+            Protocol::Tcp | Protocol::Dot | Protocol::Doh => response.to_vec().ok(),
         }
     }
 
     fn respond_now(
         &self,
         request: &Message,
-        client: IpAddr,
-        protocol: Protocol,
+        origin: Origin<'_>,
     ) -> Result<(Message, Outcome), (Arc<Policy>, Step)> {
+        let (client, protocol) = (origin.addr.ip(), origin.protocol);
         let error = |rcode| Ok((reply_to(request, rcode), Outcome::Error));
         if request.op_code() != OpCode::Query {
             return error(ResponseCode::NotImp);
@@ -237,7 +284,11 @@ impl Handler {
             // nothing a list could be matched against, so it is not forwarded.
             return Ok((reply_to(request, ResponseCode::Refused), Outcome::Refuse));
         };
-        let decision = policy.decide(client, &name);
+        let decision = if protocol.is_encrypted() {
+            policy.decide_device(origin.token, &name)
+        } else {
+            policy.decide(client, &name)
+        };
         let asker = Asker { client, protocol };
         match decision.verdict {
             Verdict::Refuse => Ok((refused(request), Outcome::Refuse)),
@@ -250,13 +301,8 @@ impl Handler {
                 Ok((minimal_any(request), Outcome::Allow))
             }
             Verdict::Allow => match self.resolver.cached(query.name(), query.query_type()) {
-                Some(answer) => Ok(self.answer(request, &policy, decision.profile, answer, asker)),
-                None => Err((
-                    policy,
-                    Step::Forward {
-                        profile: decision.profile,
-                    },
-                )),
+                Some(answer) => Ok(self.answer(request, &policy, &decision, answer, asker)),
+                None => Err((policy, Step::Forward { decided: decision })),
             },
         }
     }
@@ -326,7 +372,7 @@ impl Handler {
         &self,
         request: &Message,
         policy: &Arc<Policy>,
-        profile: Option<u32>,
+        decided: Decision,
         asker: Asker,
     ) -> (Message, Outcome) {
         let query = &request.queries()[0];
@@ -335,7 +381,7 @@ impl Handler {
             .resolve(query.name(), query.query_type())
             .await
         {
-            Ok(answer) => self.answer(request, policy, profile, answer, asker),
+            Ok(answer) => self.answer(request, policy, &decided, answer, asker),
             Err(err) => {
                 tracing::debug!(name = %query.name(), %err, "SERVFAIL");
                 (reply_to(request, ResponseCode::ServFail), Outcome::Error)
@@ -349,11 +395,11 @@ impl Handler {
         &self,
         request: &Message,
         policy: &Arc<Policy>,
-        profile: Option<u32>,
+        decided: &Decision,
         answer: crate::resolve::Answer,
         asker: Asker,
     ) -> (Message, Outcome) {
-        if let Some(profile) = profile {
+        if let Some(profile) = decided.profile {
             for record in &answer.answers {
                 let RData::CNAME(target) = record.data() else {
                     continue;
@@ -361,7 +407,10 @@ impl Handler {
                 let Ok(target) = QueryName::from_ascii_bytes(target.0.to_ascii().as_bytes()) else {
                     continue;
                 };
-                let decision = policy.decide_for_profile(profile, &target);
+                let mut decision = policy.decide_for_profile(profile, &target);
+                // The target is judged for the asker's profile and recorded under the asker.
+                decision.school = decided.school;
+                decision.device = decided.device;
                 if let Verdict::Block(block) = decision.verdict {
                     let response =
                         self.block(request, policy, &decision, block, asker, Some(&target));

@@ -10,10 +10,15 @@
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod batch;
+pub mod doh;
+pub mod dot;
+pub mod encrypted;
 pub mod fast;
 pub mod handler;
 pub mod response;
+pub mod stream;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use std::net::SocketAddr;
@@ -37,8 +42,12 @@ use crate::policy::{Compiler, SharedPolicy};
 use crate::reload::{self, ReloadStats, Reloader, Trigger};
 use crate::resolve::Resolver;
 use crate::resolve::upstream::Upstreams;
+use crate::devices::setup::SetupPages;
 use crate::subscriptions;
+use encrypted::Encrypted;
 use handler::Handler;
+use tls::CertStore;
+use tokio_rustls::TlsAcceptor;
 
 /// Most UDP queries handled at once; beyond it, reading waits (back-pressure, not loss).
 const MAX_UDP_IN_FLIGHT: usize = 4096;
@@ -80,6 +89,12 @@ pub struct Server {
     stop_refresher: mpsc::Sender<()>,
     /// The hit-log writer; stopped (everything buffered written) after the last query.
     hitlog: HitLog,
+    /// DoT listeners, with their TLS acceptor.
+    dot: Vec<TcpListener>,
+    /// DoH listeners.
+    doh: Vec<TcpListener>,
+    /// What the encrypted listeners share, when any is configured.
+    encrypted: Option<(Arc<Encrypted>, TlsAcceptor, TlsAcceptor)>,
 }
 
 impl Server {
@@ -145,17 +160,58 @@ impl Server {
                     .with_context(|| format!("binding TCP {addr}"))?,
             );
         }
+        let bind_all = async |addrs: &[SocketAddr], what: &str| {
+            let mut listeners = Vec::new();
+            for addr in addrs {
+                listeners.push(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("binding {what} {addr}"))?,
+                );
+            }
+            anyhow::Ok(listeners)
+        };
+        let dot = bind_all(&config.server.dot, "DoT").await?;
+        let doh = bind_all(&config.server.doh, "DoH").await?;
+        let setup = Arc::new(SetupPages::new(Arc::clone(&policy), config));
+        let (encrypted, certs) = if dot.is_empty() && doh.is_empty() {
+            (None, None)
+        } else {
+            let certs = Arc::new(CertStore::load(&config.tls).context("loading [tls] cert and key")?);
+            let dot_acceptor = TlsAcceptor::from(tls::server_config(&certs, &[tls::ALPN_DOT]));
+            let doh_acceptor =
+                TlsAcceptor::from(tls::server_config(&certs, &[b"h2", b"http/1.1"]));
+            let shared = Arc::new(Encrypted::new(
+                config,
+                Arc::clone(&handler),
+                Arc::clone(&setup),
+            ));
+            (Some((shared, dot_acceptor, doh_acceptor)), Some(certs))
+        };
         let mut reloader = Reloader::new(
             config_path.to_path_buf(),
             compiler,
             Arc::clone(&policy),
             config.reload.max_shrink,
         );
+        reloader.watch_files(config.watched_files());
         let reload_stats = reloader.stats();
         let access = Arc::new(ArcSwap::from_pointee(Access::from_config(&config.admin)));
         let live_access = Arc::clone(&access);
         reloader.on_swap(Box::new(move |loaded| {
             live_access.store(Arc::new(Access::from_config(&loaded.config.admin)));
+        }));
+        let live_setup = Arc::clone(&setup);
+        let live_encrypted = encrypted.as_ref().map(|(shared, _, _)| Arc::clone(shared));
+        let live_certs = certs.clone();
+        reloader.on_swap(Box::new(move |loaded| {
+            live_setup.update(&loaded.config);
+            if let Some(shared) = &live_encrypted {
+                shared.update(&loaded.config);
+            }
+            if let Some(certs) = &live_certs {
+                certs.refresh(&loaded.config.tls);
+            }
         }));
         let admin = match config.admin.listen {
             Some(addr) => Some(
@@ -177,6 +233,9 @@ impl Server {
             hits: Arc::clone(hitlog.sender().stats()),
             access,
             reader: HitReader::new(&config.hitlog),
+            setup,
+            encrypted: encrypted.as_ref().map(|(shared, _, _)| Arc::clone(shared)),
+            certs,
         });
         let (stop_refresher, refresher_stop) = mpsc::channel();
         let refresher = if subscriptions::urls(config).is_empty() {
@@ -195,6 +254,9 @@ impl Server {
             )
         };
         Ok(Server {
+            dot,
+            doh,
+            encrypted,
             hitlog,
             refresher,
             stop_refresher,
@@ -229,6 +291,16 @@ impl Server {
             .iter()
             .filter_map(|s| s.local_addr().ok())
             .collect()
+    }
+
+    /// The bound DoT addresses.
+    pub fn dot_addrs(&self) -> Vec<SocketAddr> {
+        self.dot.iter().filter_map(|s| s.local_addr().ok()).collect()
+    }
+
+    /// The bound DoH addresses.
+    pub fn doh_addrs(&self) -> Vec<SocketAddr> {
+        self.doh.iter().filter_map(|s| s.local_addr().ok()).collect()
     }
 
     /// The bound admin address, if `[admin] listen` is set.
@@ -287,6 +359,24 @@ impl Server {
                 Arc::clone(&connections),
                 shutdown.clone(),
             ));
+        }
+        if let Some((shared, dot_acceptor, doh_acceptor)) = &self.encrypted {
+            for listener in self.dot {
+                tasks.spawn(dot::serve(
+                    listener,
+                    dot_acceptor.clone(),
+                    Arc::clone(shared),
+                    shutdown.clone(),
+                ));
+            }
+            for listener in self.doh {
+                tasks.spawn(doh::serve(
+                    listener,
+                    doh_acceptor.clone(),
+                    Arc::clone(shared),
+                    shutdown.clone(),
+                ));
+            }
         }
         let admin = self.admin.map(|listener| {
             tokio::spawn(admin::serve(listener, self.admin_state, shutdown.clone()))

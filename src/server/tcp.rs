@@ -1,14 +1,14 @@
-//! The TCP front end: length-prefixed messages (RFC 1035 §4.2.2, RFC 7766), one connection's
-//! queries answered in order, idle connections closed. Transport only.
+//! The TCP front end: accepts connections and hands each to the length-prefixed stream loop
+//! (`stream.rs`), closing idle ones. Transport only.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use super::handler::{Handler, Protocol};
+use super::stream::{self, Peer};
 
 /// A connection that sends nothing for this long is closed (RFC 7766 §6.2.3 suggests seconds).
 const IDLE: Duration = Duration::from_secs(10);
@@ -38,42 +38,14 @@ pub async fn serve(
         let handler = Arc::clone(&handler);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _ = connection(stream, src, &handler, shutdown).await;
+            let peer = Peer {
+                addr: src,
+                protocol: Protocol::Tcp,
+                token: None,
+            };
+            let _ = stream::serve(stream, peer, handler, IDLE, shutdown).await;
             drop(permit);
         });
     }
 }
 
-/// Answers one connection's queries one after another, so one client cannot take more than
-/// one task's worth of resources.
-async fn connection(
-    mut stream: TcpStream,
-    src: std::net::SocketAddr,
-    handler: &Handler,
-    mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    loop {
-        let len = tokio::select! {
-            _ = shutdown.wait_for(|&s| s) => return Ok(()),
-            len = tokio::time::timeout(IDLE, stream.read_u16()) => match len {
-                Ok(Ok(len)) => len as usize,
-                _ => return Ok(()),
-            },
-        };
-        buf.resize(len, 0);
-        tokio::time::timeout(IDLE, stream.read_exact(&mut buf))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let Some(response) = handler.handle(&buf, src, Protocol::Tcp).await else {
-            continue;
-        };
-        let Ok(len) = u16::try_from(response.len()) else {
-            continue;
-        };
-        let mut framed = Vec::with_capacity(response.len() + 2);
-        framed.extend_from_slice(&len.to_be_bytes());
-        framed.extend_from_slice(&response);
-        stream.write_all(&framed).await?;
-    }
-}

@@ -1,0 +1,547 @@
+//! The parent-facing setup pages: `GET /setup/<token>` (HTML, Vietnamese and English) and
+//! `GET /apple/<token>.mobileconfig` (an Apple DNS settings profile).
+//!
+//! Both are built from the live policy's device and the config's public endpoints, served by
+//! the DoH listener (the hostname parents already use) and the admin listener. Pages are plain
+//! HTML with inline style and no script, so they work on any phone browser; every value from a
+//! file is escaped.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::policy::SharedPolicy;
+use crate::policy::devices::Device;
+
+/// A setup page or profile, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+    /// For downloads: the file name to save as.
+    pub filename: Option<String>,
+}
+
+/// Serves `/setup/<token>` and `/apple/<token>.mobileconfig` from the live policy's devices.
+pub struct SetupPages {
+    policy: Arc<SharedPolicy>,
+    endpoints: ArcSwap<Option<Endpoints>>,
+}
+
+impl SetupPages {
+    /// Pages for the devices of `policy`, with `config`'s public endpoints.
+    pub fn new(policy: Arc<SharedPolicy>, config: &Config) -> SetupPages {
+        SetupPages {
+            policy,
+            endpoints: ArcSwap::from_pointee(Endpoints::from_config(config)),
+        }
+    }
+
+    /// Follows a reloaded config.
+    pub fn update(&self, config: &Config) {
+        self.endpoints
+            .store(Arc::new(Endpoints::from_config(config)));
+    }
+
+    /// The response for a path, or `None` if the path is not a setup path. Unknown and
+    /// revoked tokens get the same 404, so the pages cannot be used to test tokens apart.
+    pub fn get(&self, path: &str) -> Option<SetupResponse> {
+        let (token, apple) = if let Some(token) = path.strip_prefix("/setup/") {
+            (token, false)
+        } else {
+            let file = path.strip_prefix("/apple/")?;
+            (file.strip_suffix(".mobileconfig")?, true)
+        };
+        let not_found = || SetupResponse {
+            status: 404,
+            content_type: "text/plain; charset=utf-8",
+            body: "Không tìm thấy thiết bị này (mã sai hoặc đã bị thu hồi).
+                   No such device: the code is wrong or was revoked.
+"
+                .into(),
+            filename: None,
+        };
+        let endpoints = self.endpoints.load();
+        let Some(endpoints) = endpoints.as_ref() else {
+            return Some(SetupResponse {
+                status: 503,
+                content_type: "text/plain; charset=utf-8",
+                body: "[tls] hostname is not configured\n".into(),
+                filename: None,
+            });
+        };
+        let policy = self.policy.load();
+        let token = token.to_ascii_lowercase();
+        let Some(device) = policy
+            .devices()
+            .by_token(&token)
+            .and_then(|i| policy.devices().get(i))
+        else {
+            return Some(not_found());
+        };
+        Some(if apple {
+            SetupResponse {
+                status: 200,
+                content_type: "application/x-apple-aspen-config",
+                body: mobileconfig(endpoints, device),
+                filename: Some(format!("{}.mobileconfig", device.id)),
+            }
+        } else {
+            let profile = policy
+                .profiles()
+                .get(device.profile as usize)
+                .map_or("", |p| p.name.as_str());
+            SetupResponse {
+                status: 200,
+                content_type: "text/html; charset=utf-8",
+                body: page(endpoints, device, profile),
+                filename: None,
+            }
+        })
+    }
+}
+
+/// Where a device reaches the service, as the setup pages spell it.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// `[tls] hostname`.
+    pub hostname: String,
+    /// The DoH port, when not 443.
+    pub doh_port: Option<u16>,
+    /// The DoT port, when not 853 (Android only uses 853: the page warns).
+    pub dot_port: Option<u16>,
+    /// `[devices] server_addresses`.
+    pub server_addresses: Vec<IpAddr>,
+}
+
+impl Endpoints {
+    /// The endpoints of a config with `[tls] hostname`; ports from the first DoT and DoH
+    /// listeners.
+    pub fn from_config(config: &Config) -> Option<Endpoints> {
+        let hostname = config.tls.hostname.as_ref()?.get_ref().to_ascii_lowercase();
+        let port = |addrs: &[std::net::SocketAddr], standard: u16| {
+            addrs.first().map(|a| a.port()).filter(|&p| p != standard)
+        };
+        Some(Endpoints {
+            hostname,
+            doh_port: port(&config.server.doh, 443),
+            dot_port: port(&config.server.dot, 853),
+            server_addresses: config.devices.server_addresses.clone(),
+        })
+    }
+
+    fn origin(&self) -> String {
+        match self.doh_port {
+            Some(port) => format!("https://{}:{port}", self.hostname),
+            None => format!("https://{}", self.hostname),
+        }
+    }
+
+    /// The DoH URL template for a token.
+    pub fn doh_url(&self, token: &str) -> String {
+        format!("{}/dns-query/{token}", self.origin())
+    }
+
+    /// The DoT server name for a token (Android's "Private DNS provider hostname").
+    pub fn dot_name(&self, token: &str) -> String {
+        format!("{token}.{}", self.hostname)
+    }
+
+    /// The setup page's address.
+    pub fn setup_url(&self, token: &str) -> String {
+        format!("{}/setup/{token}", self.origin())
+    }
+
+    /// The Apple profile's address.
+    pub fn mobileconfig_url(&self, token: &str) -> String {
+        format!("{}/apple/{token}.mobileconfig", self.origin())
+    }
+}
+
+/// Escapes text for HTML and XML content and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One instruction block: a heading and steps, each in Vietnamese then English.
+fn section(html: &mut String, id: &str, title: (&str, &str), steps: &[(String, String)]) {
+    let _ = write!(
+        html,
+        "<section id=\"{id}\"><h2><span lang=\"vi\">{}</span> · <span lang=\"en\">{}</span></h2><ol>",
+        title.0, title.1
+    );
+    for (vi, en) in steps {
+        let _ = write!(
+            html,
+            "<li><span lang=\"vi\">{vi}</span><br><span lang=\"en\" class=\"en\">{en}</span></li>"
+        );
+    }
+    html.push_str("</ol></section>");
+}
+
+/// The setup page for a device.
+pub fn page(endpoints: &Endpoints, device: &Device, profile: &str) -> String {
+    let token = &device.token;
+    let dot = escape(&endpoints.dot_name(token));
+    let doh = escape(&endpoints.doh_url(token));
+    let apple = escape(&endpoints.mobileconfig_url(token));
+    let name = escape(&device.name);
+    let profile = escape(profile);
+    let code = |text: &str| format!("<code>{text}</code>");
+    let mut html = String::with_capacity(8192);
+    let _ = write!(
+        html,
+        "<!DOCTYPE html><html lang=\"vi\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"referrer\" content=\"no-referrer\">\
+         <title>Cài đặt lọc web an toàn · Safe browsing setup — {name}</title><style>\
+         body{{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:42rem;\
+         margin:0 auto;padding:1rem;line-height:1.5;color:#1b1b1b;background:#fff}}\
+         h1{{font-size:1.4rem}}h2{{font-size:1.1rem;margin-top:1.6rem;border-top:1px solid #ddd;\
+         padding-top:1rem}}code{{display:inline-block;background:#f1f3f5;padding:.15rem .35rem;\
+         border-radius:4px;word-break:break-all;user-select:all;font-size:.95rem}}\
+         .en{{color:#555}}.button{{display:inline-block;background:#0b5ed7;color:#fff;\
+         padding:.6rem 1rem;border-radius:6px;text-decoration:none;margin:.3rem 0}}\
+         .note{{background:#fff8e1;padding:.6rem;border-radius:6px}}nav a{{margin-right:.8rem}}\
+         </style></head><body>\
+         <h1><span lang=\"vi\">Lọc web an toàn cho “{name}”</span><br>\
+         <span lang=\"en\" class=\"en\">Safe browsing for “{name}”</span></h1>\
+         <p><span lang=\"vi\">Thiết bị này sẽ dùng hồ sơ lọc <b>{profile}</b> của nhà trường, \
+         ở nhà cũng như ở trường. Làm theo hướng dẫn cho đúng loại thiết bị bên dưới.</span><br>\
+         <span lang=\"en\" class=\"en\">This device will use the school's <b>{profile}</b> \
+         filtering profile, at home as at school. Follow the steps for your kind of device \
+         below.</span></p>\
+         <p class=\"note\"><span lang=\"vi\">Hãy giữ kín trang này: đường dẫn chứa mã riêng của \
+         thiết bị.</span><br><span lang=\"en\" class=\"en\">Keep this page private: its \
+         address holds the device's own code.</span></p>\
+         <nav><a href=\"#android\">Android</a><a href=\"#apple\">iPhone · iPad · Mac</a>\
+         <a href=\"#windows\">Windows 11</a><a href=\"#browsers\">Chrome · Edge · Firefox</a></nav>"
+    );
+    let mut android = vec![
+        (
+            "Mở <b>Cài đặt</b> → <b>Mạng và Internet</b> (hoặc <b>Kết nối</b> → \
+             <b>Cài đặt kết nối khác</b>) → <b>DNS riêng tư</b>."
+                .to_string(),
+            "Open <b>Settings</b> → <b>Network &amp; internet</b> (or <b>Connections</b> → \
+             <b>More connection settings</b>) → <b>Private DNS</b>."
+                .to_string(),
+        ),
+        (
+            format!(
+                "Chọn <b>Tên máy chủ của nhà cung cấp DNS riêng tư</b> và nhập: {}",
+                code(&dot)
+            ),
+            format!(
+                "Choose <b>Private DNS provider hostname</b> and enter: {}",
+                code(&dot)
+            ),
+        ),
+        ("Bấm <b>Lưu</b>.".into(), "Tap <b>Save</b>.".into()),
+    ];
+    if let Some(port) = endpoints.dot_port {
+        android.push((
+            format!("Lưu ý: máy chủ này dùng cổng {port}; Android chỉ dùng cổng 853."),
+            format!("Note: this server listens on port {port}; Android only uses port 853."),
+        ));
+    }
+    section(
+        &mut html,
+        "android",
+        ("Android 9 trở lên", "Android 9 or later"),
+        &android,
+    );
+    section(
+        &mut html,
+        "apple",
+        ("iPhone, iPad và Mac", "iPhone, iPad and Mac"),
+        &[
+            (
+                format!(
+                    "Mở trang này bằng Safari trên chính thiết bị đó và bấm: \
+                     <a class=\"button\" href=\"{apple}\">Tải hồ sơ DNS</a>"
+                ),
+                format!(
+                    "Open this page in Safari on that device and tap: \
+                     <a class=\"button\" href=\"{apple}\">Download the DNS profile</a>"
+                ),
+            ),
+            (
+                "iPhone/iPad: <b>Cài đặt</b> → <b>Đã tải về hồ sơ</b> → <b>Cài đặt</b>. \
+                 Mac: <b>Cài đặt hệ thống</b> → <b>Quyền riêng tư &amp; Bảo mật</b> → \
+                 <b>Hồ sơ</b> → bấm đúp vào hồ sơ → <b>Cài đặt</b>."
+                    .into(),
+                "iPhone/iPad: <b>Settings</b> → <b>Profile Downloaded</b> → <b>Install</b>. \
+                 Mac: <b>System Settings</b> → <b>Privacy &amp; Security</b> → \
+                 <b>Profiles</b> → double-click the profile → <b>Install</b>."
+                    .into(),
+            ),
+        ],
+    );
+    let address = if endpoints.server_addresses.is_empty() {
+        (
+            "địa chỉ IP mà nhà trường cung cấp".to_string(),
+            "the IP address the school gives you".to_string(),
+        )
+    } else {
+        let list: Vec<String> = endpoints
+            .server_addresses
+            .iter()
+            .map(|a| code(&a.to_string()))
+            .collect();
+        (list.join(" "), list.join(" "))
+    };
+    section(
+        &mut html,
+        "windows",
+        ("Windows 11", "Windows 11"),
+        &[
+            (
+                "Mở <b>Cài đặt</b> → <b>Mạng &amp; Internet</b> → <b>Wi-Fi</b> (hoặc \
+                 <b>Ethernet</b>) → <b>Thuộc tính phần cứng</b> → <b>Gán máy chủ DNS</b> → \
+                 <b>Chỉnh sửa</b> → <b>Thủ công</b>, bật <b>IPv4</b>."
+                    .into(),
+                "Open <b>Settings</b> → <b>Network &amp; internet</b> → <b>Wi-Fi</b> (or \
+                 <b>Ethernet</b>) → <b>Hardware properties</b> → <b>DNS server assignment</b> → \
+                 <b>Edit</b> → <b>Manual</b>, turn on <b>IPv4</b>."
+                    .into(),
+            ),
+            (
+                format!("<b>DNS ưu tiên</b>: {}", address.0),
+                format!("<b>Preferred DNS</b>: {}", address.1),
+            ),
+            (
+                format!(
+                    "<b>Mã hóa DNS</b>: <b>Bật (mẫu thủ công)</b>, <b>Mẫu DNS qua HTTPS</b>: {}",
+                    code(&doh)
+                ),
+                format!(
+                    "<b>DNS over HTTPS</b>: <b>On (manual template)</b>, <b>DNS over HTTPS \
+                     template</b>: {}",
+                    code(&doh)
+                ),
+            ),
+            ("Bấm <b>Lưu</b>.".into(), "Click <b>Save</b>.".into()),
+        ],
+    );
+    section(
+        &mut html,
+        "browsers",
+        ("Trình duyệt Chrome, Edge, Firefox", "Chrome, Edge and Firefox browsers"),
+        &[
+            (
+                format!(
+                    "Chrome: <b>Cài đặt</b> → <b>Quyền riêng tư và bảo mật</b> → <b>Bảo mật</b> → \
+                     <b>Sử dụng DNS an toàn</b> → <b>Tùy chỉnh</b>: {}",
+                    code(&doh)
+                ),
+                format!(
+                    "Chrome: <b>Settings</b> → <b>Privacy and security</b> → <b>Security</b> → \
+                     <b>Use secure DNS</b> → <b>Custom</b>: {}",
+                    code(&doh)
+                ),
+            ),
+            (
+                format!(
+                    "Edge: <b>Cài đặt</b> → <b>Quyền riêng tư, tìm kiếm và dịch vụ</b> → \
+                     <b>Bảo mật</b> → <b>Sử dụng DNS an toàn</b> → <b>Chọn nhà cung cấp dịch vụ</b>: {}",
+                    code(&doh)
+                ),
+                format!(
+                    "Edge: <b>Settings</b> → <b>Privacy, search, and services</b> → \
+                     <b>Security</b> → <b>Use secure DNS</b> → <b>Choose a service provider</b>: {}",
+                    code(&doh)
+                ),
+            ),
+            (
+                format!(
+                    "Firefox: <b>Cài đặt</b> → <b>Riêng tư &amp; Bảo mật</b> → <b>DNS qua HTTPS</b> \
+                     → <b>Bảo vệ tối đa</b> → <b>Tùy chỉnh</b>: {}",
+                    code(&doh)
+                ),
+                format!(
+                    "Firefox: <b>Settings</b> → <b>Privacy &amp; Security</b> → <b>DNS over \
+                     HTTPS</b> → <b>Max Protection</b> → <b>Custom</b>: {}",
+                    code(&doh)
+                ),
+            ),
+        ],
+    );
+    html.push_str(
+        "<p class=\"en\"><span lang=\"vi\">Cần giúp đỡ? Hãy liên hệ giáo viên chủ nhiệm hoặc \
+         phòng giáo dục.</span><br><span lang=\"en\">Need help? Ask the class teacher or the \
+         district education office.</span></p></body></html>",
+    );
+    html
+}
+
+/// A deterministic UUID (version 4 layout) from a seed, so reinstalling a device's profile
+/// replaces it instead of adding a second one.
+fn uuid_from(seed: &str) -> String {
+    let digest = Sha256::digest(seed.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02X}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// The Apple configuration profile: one `com.apple.dnsSettings.managed` payload with the
+/// device's DoH URL.
+pub fn mobileconfig(endpoints: &Endpoints, device: &Device) -> String {
+    let url = escape(&endpoints.doh_url(&device.token));
+    let name = escape(&device.name);
+    let host = escape(&endpoints.hostname);
+    let id = escape(&device.id);
+    let addresses = if endpoints.server_addresses.is_empty() {
+        String::new()
+    } else {
+        let items: String = endpoints
+            .server_addresses
+            .iter()
+            .map(|a| format!("<string>{a}</string>"))
+            .collect();
+        format!("<key>ServerAddresses</key><array>{items}</array>")
+    };
+    let payload_uuid = uuid_from(&format!("dns:{}", device.token));
+    let profile_uuid = uuid_from(&format!("profile:{}", device.token));
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+	<key>PayloadContent</key>
+	<array>
+		<dict>
+			<key>DNSSettings</key>
+			<dict>
+				<key>DNSProtocol</key>
+				<string>HTTPS</string>
+				<key>ServerURL</key>
+				<string>{url}</string>
+				{addresses}
+			</dict>
+			<key>PayloadDescription</key>
+			<string>Lọc web an toàn của nhà trường · School safe-browsing DNS</string>
+			<key>PayloadDisplayName</key>
+			<string>Safe browsing DNS ({host})</string>
+			<key>PayloadIdentifier</key>
+			<string>{host}.dns.{id}</string>
+			<key>PayloadType</key>
+			<string>com.apple.dnsSettings.managed</string>
+			<key>PayloadUUID</key>
+			<string>{payload_uuid}</string>
+			<key>PayloadVersion</key>
+			<integer>1</integer>
+			<key>ProhibitDisablement</key>
+			<true/>
+		</dict>
+	</array>
+	<key>PayloadDescription</key>
+	<string>Lọc web an toàn cho “{name}” · Safe browsing for “{name}”</string>
+	<key>PayloadDisplayName</key>
+	<string>Safe browsing — {name}</string>
+	<key>PayloadIdentifier</key>
+	<string>{host}.profile.{id}</string>
+	<key>PayloadType</key>
+	<string>Configuration</string>
+	<key>PayloadUUID</key>
+	<string>{profile_uuid}</string>
+	<key>PayloadVersion</key>
+	<integer>1</integer>
+</dict>
+</plist>
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> Device {
+        Device {
+            id: "lan-phone".into(),
+            name: "Lan's <phone>".into(),
+            profile: 0,
+            school: None,
+            share_with_school: false,
+            revoked: false,
+            token: "abcdefghijklmnopqrstuvwxyz234567".into(),
+        }
+    }
+
+    fn endpoints() -> Endpoints {
+        Endpoints {
+            hostname: "dns.example.edu.vn".into(),
+            doh_port: None,
+            dot_port: Some(8853),
+            server_addresses: vec!["203.0.113.10".parse().unwrap()],
+        }
+    }
+
+    #[test]
+    fn page_escapes_and_names_every_endpoint() {
+        let html = page(&endpoints(), &device(), "primary");
+        assert!(html.contains("Lan&#39;s &lt;phone&gt;"));
+        assert!(!html.contains("<phone>"));
+        assert!(html.contains("abcdefghijklmnopqrstuvwxyz234567.dns.example.edu.vn"));
+        assert!(
+            html.contains("https://dns.example.edu.vn/dns-query/abcdefghijklmnopqrstuvwxyz234567")
+        );
+        assert!(html.contains("/apple/abcdefghijklmnopqrstuvwxyz234567.mobileconfig"));
+        assert!(html.contains("203.0.113.10"));
+        assert!(html.contains("cổng 8853"));
+    }
+
+    #[test]
+    fn mobileconfig_is_a_valid_plist_with_the_doh_url() {
+        let xml = mobileconfig(&endpoints(), &device());
+        let value = plist::Value::from_reader_xml(xml.as_bytes()).unwrap();
+        let top = value.as_dictionary().unwrap();
+        assert_eq!(top["PayloadType"].as_string(), Some("Configuration"));
+        let payload = top["PayloadContent"].as_array().unwrap()[0]
+            .as_dictionary()
+            .unwrap();
+        assert_eq!(
+            payload["PayloadType"].as_string(),
+            Some("com.apple.dnsSettings.managed")
+        );
+        let dns = payload["DNSSettings"].as_dictionary().unwrap();
+        assert_eq!(dns["DNSProtocol"].as_string(), Some("HTTPS"));
+        assert_eq!(
+            dns["ServerURL"].as_string(),
+            Some("https://dns.example.edu.vn/dns-query/abcdefghijklmnopqrstuvwxyz234567")
+        );
+        // Stable identifiers: installing again replaces the profile.
+        assert_eq!(xml, mobileconfig(&endpoints(), &device()));
+        assert_ne!(top["PayloadUUID"], payload["PayloadUUID"]);
+    }
+}

@@ -1,0 +1,145 @@
+//! Length-prefixed DNS over a byte stream (RFC 1035 §4.2.2, RFC 7766), shared by TCP and DoT.
+//!
+//! One task per connection. Queries are read as fast as they arrive (pipelining); answers that
+//! need nothing are written at once, and queries waiting on an upstream run in their own tasks
+//! and are written when they finish, in whatever order (RFC 7766 §6.2.1.1, RFC 7858 §3.3), so
+//! a slow upstream answer never holds up a cached one behind it. Answers ready together go out
+//! in one write (one TLS record for DoT). Reading uses only cancel-safe `read_buf` calls, so
+//! waiting for the next query and for a finished answer happen in one `select!`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use super::handler::{Handled, Handler, Origin, Protocol};
+
+/// Most queries of one connection waiting on upstreams at once; beyond it reading pauses.
+const MAX_PENDING_PER_CONNECTION: usize = 128;
+
+/// What one connection is, for the handler.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: std::net::SocketAddr,
+    /// `Tcp` or `Dot`.
+    pub protocol: Protocol,
+    /// The device token from the DoT server name (lowercase).
+    pub token: Option<String>,
+}
+
+/// Answers one connection until the client closes it, it sends nothing for `idle`, or the
+/// server shuts down (queries already read are still answered).
+pub async fn serve<S>(
+    mut stream: S,
+    peer: Peer,
+    handler: Arc<Handler>,
+    idle: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
+    let mut input = BytesMut::new();
+    let mut output: Vec<u8> = Vec::new();
+    let mut pending = 0usize;
+    let mut reading = true;
+    loop {
+        while let Some(message) = next_frame(&mut input) {
+            let origin = Origin {
+                addr: peer.addr,
+                protocol: peer.protocol,
+                token: peer.token.as_deref(),
+            };
+            match handler.handle_now_from(&message, origin) {
+                Handled::Done(response) => push_framed(&mut output, response),
+                Handled::Pending(query) => {
+                    pending += 1;
+                    let handler = Arc::clone(&handler);
+                    let done = done_tx.clone();
+                    tokio::spawn(async move {
+                        let _ = done.send(handler.finish(query).await);
+                    });
+                }
+            }
+        }
+        if !output.is_empty() {
+            stream.write_all(&output).await?;
+            stream.flush().await?;
+            output.clear();
+            // An idle connection should not keep a burst's buffer.
+            if output.capacity() > 16 * 1024 {
+                output = Vec::new();
+            }
+        }
+        if !reading && pending == 0 {
+            let _ = stream.shutdown().await;
+            return Ok(());
+        }
+        if input.capacity() - input.len() < 512 {
+            input.reserve(2048);
+        }
+        let can_read = reading && pending < MAX_PENDING_PER_CONNECTION;
+        tokio::select! {
+            _ = shutdown.wait_for(|&s| s), if reading => reading = false,
+            read = tokio::time::timeout(idle, stream.read_buf(&mut input)), if can_read => {
+                match read {
+                    Ok(Ok(n)) if n > 0 => {}
+                    // Closed, failed or idle: answer what was read, then close.
+                    _ => reading = false,
+                }
+            }
+            Some(response) = done_rx.recv(), if pending > 0 => {
+                pending -= 1;
+                push_framed(&mut output, response);
+            }
+        }
+        if input.is_empty() && input.capacity() > 16 * 1024 {
+            input = BytesMut::new();
+        }
+    }
+}
+
+/// Takes one complete length-prefixed message off the front of `input`.
+fn next_frame(input: &mut BytesMut) -> Option<BytesMut> {
+    if input.len() < 2 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([input[0], input[1]]));
+    if input.len() < 2 + len {
+        return None;
+    }
+    input.advance(2);
+    Some(input.split_to(len))
+}
+
+fn push_framed(output: &mut Vec<u8>, response: Option<Vec<u8>>) {
+    let Some(response) = response else {
+        return;
+    };
+    let Ok(len) = u16::try_from(response.len()) else {
+        return;
+    };
+    output.extend_from_slice(&len.to_be_bytes());
+    output.extend_from_slice(&response);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_cut_only_when_complete() {
+        let mut input = BytesMut::from(&[0u8, 3, b'a', b'b'][..]);
+        assert!(next_frame(&mut input).is_none());
+        input.extend_from_slice(&[b'c', 0, 1]);
+        assert_eq!(&next_frame(&mut input).unwrap()[..], b"abc");
+        assert!(next_frame(&mut input).is_none());
+        input.extend_from_slice(b"z");
+        assert_eq!(&next_frame(&mut input).unwrap()[..], b"z");
+        assert!(input.is_empty());
+    }
+}
