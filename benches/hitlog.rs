@@ -156,10 +156,10 @@ fn synthetic(i: usize, n: usize, now: i64, rng: &mut support::Rng) -> HitRecord 
 fn store_with(dir: &Path, n: usize) -> (PathBuf, i64) {
     let path = dir.join(format!("hits-{n}.sqlite"));
     let stamp = dir.join(format!("hits-{n}.now"));
-    if let (Ok(text), true) = (std::fs::read_to_string(&stamp), path.exists()) {
-        if let Ok(now) = text.trim().parse() {
-            return (path, now);
-        }
+    if let (Ok(text), true) = (std::fs::read_to_string(&stamp), path.exists())
+        && let Ok(now) = text.trim().parse()
+    {
+        return (path, now);
     }
     let _ = std::fs::remove_file(&path);
     let now = now_ms();

@@ -205,10 +205,10 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel();
     let events = tx.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if !event.kind.is_access() {
-                let _ = events.send(Trigger::FileEvent);
-            }
+        if let Ok(event) = event
+            && !event.kind.is_access()
+        {
+            let _ = events.send(Trigger::FileEvent);
         }
     })
     .map_err(std::io::Error::other)?;

@@ -5,11 +5,13 @@
 //! - `alloc`: a counting allocator proving the decision path never allocates.
 //! - `cli`: the real `schooldns` binary, good and bad configs.
 //! - `server`: the real server on loopback with a fake upstream: answers, blocks, cache, reloads.
+//! - `devices`: home devices over DoT and DoH with a test CA: tokens, setup pages, edits.
 //! - `shipped`: the shipped config and every shipped blocklist.
 
 mod alloc;
 mod cli;
 mod common;
+mod devices;
 mod hitlog;
 mod parsers;
 mod policy;

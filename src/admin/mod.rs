@@ -20,14 +20,14 @@ use tokio::sync::watch;
 
 use crate::access::Access;
 use crate::devices::setup::SetupPages;
-use crate::server::encrypted::Encrypted;
-use crate::server::tls::CertStore;
 use crate::hitlog::HitStats;
 use crate::hitlog::export::SchoolNames;
 use crate::metrics::{Metrics, escape};
 use crate::policy::SharedPolicy;
 use crate::reload::ReloadStats;
 use crate::resolve::Resolver;
+use crate::server::encrypted::Encrypted;
+use crate::server::tls::CertStore;
 use http::{Request, Response};
 
 /// Everything `/metrics` reports on.
@@ -248,7 +248,9 @@ fn setup_page(state: &AdminState, path: &str) -> Response {
         "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'".to_string(),
     ];
     if let Some(name) = &page.filename {
-        headers.push(format!("Content-Disposition: attachment; filename=\"{name}\""));
+        headers.push(format!(
+            "Content-Disposition: attachment; filename=\"{name}\""
+        ));
     }
     Response {
         status,

@@ -75,10 +75,10 @@ pub fn run(args: &DevicesArgs) -> anyhow::Result<ExitCode> {
                 let known: Vec<&str> = config.profiles.keys().map(String::as_str).collect();
                 bail!("unknown profile {profile:?} (known: {})", known.join(", "));
             }
-            if let Some(school) = school {
-                if !config.schools.iter().any(|s| s.id.get_ref() == school) {
-                    bail!("unknown school {school:?}");
-                }
+            if let Some(school) = school
+                && !config.schools.iter().any(|s| s.id.get_ref() == school)
+            {
+                bail!("unknown school {school:?}");
             }
             let added = edit::add(
                 &path,

@@ -75,15 +75,14 @@ pub fn run(args: &HitsArgs) -> anyhow::Result<ExitCode> {
         since_ms: instant("since", &args.since)?,
         until_ms: instant("until", &args.until)?,
     };
-    if let Some(school) = &filter.school {
-        if !loaded
+    if let Some(school) = &filter.school
+        && !loaded
             .config
             .schools
             .iter()
             .any(|s| s.id.get_ref() == school)
-        {
-            eprintln!("warning: no school `{school}` in {}", args.config.display());
-        }
+    {
+        eprintln!("warning: no school `{school}` in {}", args.config.display());
     }
     let format = Format::parse(&args.format).context("format")?;
     let path = &hitlog.path;

@@ -26,7 +26,9 @@ fn check_tls(loaded: &LoadedConfig) -> Result<(), ConfigError> {
             && name.split('.').all(|label| {
                 !label.is_empty()
                     && label.len() <= 63
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
         if !valid {
             return Err(source.error_at(
@@ -111,17 +113,17 @@ fn check_tokens(loaded: &LoadedConfig) -> Result<(), ConfigError> {
 fn check_hitlog(loaded: &LoadedConfig) -> Result<(), ConfigError> {
     let (config, source) = (&loaded.config, &loaded.source);
     let hitlog = &config.hitlog;
-    if let Some(zone) = &hitlog.timezone {
-        if let Err(e) = jiff::tz::TimeZone::get(zone.get_ref()) {
-            return Err(source.error_at(
-                zone.span(),
-                "hitlog.timezone",
-                format!(
-                    "unknown time zone `{}` ({e}); use an IANA name such as Asia/Ho_Chi_Minh",
-                    zone.get_ref()
-                ),
-            ));
-        }
+    if let Some(zone) = &hitlog.timezone
+        && let Err(e) = jiff::tz::TimeZone::get(zone.get_ref())
+    {
+        return Err(source.error_at(
+            zone.span(),
+            "hitlog.timezone",
+            format!(
+                "unknown time zone `{}` ({e}); use an IANA name such as Asia/Ho_Chi_Minh",
+                zone.get_ref()
+            ),
+        ));
     }
     if hitlog.retention_days == 0 {
         return Err(source.error("hitlog.retention_days", "must be at least 1 day"));

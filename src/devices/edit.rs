@@ -53,7 +53,10 @@ pub fn add(path: &Path, new: &NewDevice) -> anyhow::Result<Added> {
                 bail!("{problem}");
             }
             if existing.contains(id) {
-                bail!("a device with id {id:?} already exists in {}", path.display());
+                bail!(
+                    "a device with id {id:?} already exists in {}",
+                    path.display()
+                );
             }
             id.clone()
         }
@@ -69,11 +72,19 @@ pub fn add(path: &Path, new: &NewDevice) -> anyhow::Result<Added> {
         entry["school"] = value(school);
     }
     entry["share_with_school"] = value(new.share_with_school);
-    entry["created"] = value(jiff::Timestamp::now().round(jiff::Unit::Second)?.to_string());
+    entry["created"] = value(
+        jiff::Timestamp::now()
+            .round(jiff::Unit::Second)?
+            .to_string(),
+    );
     // Comments at the end of the file (all of a new file's header) stay above the new entry.
     let trailing = doc.trailing().as_str().unwrap_or("").to_string();
     doc.set_trailing("");
-    let gap = if trailing.is_empty() || trailing.ends_with("\n\n") { "" } else { "\n" };
+    let gap = if trailing.is_empty() || trailing.ends_with("\n\n") {
+        ""
+    } else {
+        "\n"
+    };
     entry.decor_mut().set_prefix(format!("{trailing}{gap}"));
     devices_array(&mut doc)?.push(entry);
     write_checked(path, &doc)?;
@@ -96,7 +107,11 @@ pub fn revoke(path: &Path, id: &str) -> anyhow::Result<()> {
         bail!("device {id:?} is already revoked");
     }
     entry["revoked"] = value(true);
-    entry["revoked_at"] = value(jiff::Timestamp::now().round(jiff::Unit::Second)?.to_string());
+    entry["revoked_at"] = value(
+        jiff::Timestamp::now()
+            .round(jiff::Unit::Second)?
+            .to_string(),
+    );
     write_checked(path, &doc)
 }
 
@@ -267,7 +282,12 @@ mod tests {
         assert!(loaded.file.devices[0].revoked);
         assert!(!loaded.file.devices[1].revoked);
         assert!(revoke(&path, "lans-phone").is_err());
-        assert!(revoke(&path, "nobody").unwrap_err().to_string().contains("no device"));
+        assert!(
+            revoke(&path, "nobody")
+                .unwrap_err()
+                .to_string()
+                .contains("no device")
+        );
         // No temporary file is left behind.
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -285,7 +305,12 @@ mod tests {
         assert!(add(&path, &device).is_err());
         device.id = Some("minh-tablet".into());
         add(&path, &device).unwrap();
-        assert!(add(&path, &device).unwrap_err().to_string().contains("already exists"));
+        assert!(
+            add(&path, &device)
+                .unwrap_err()
+                .to_string()
+                .contains("already exists")
+        );
         assert_eq!(file::read(&path).unwrap().file.devices.len(), 1);
     }
 
@@ -296,6 +321,9 @@ mod tests {
         std::fs::write(&path, "[[devices]]\nid = \n").unwrap();
         let err = add(&path, &new("Lan")).unwrap_err();
         assert!(format!("{err:#}").contains("devices.toml"), "{err:#}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "[[devices]]\nid = \n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "[[devices]]\nid = \n"
+        );
     }
 }

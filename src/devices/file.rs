@@ -94,7 +94,10 @@ pub fn parse(path: &Path, text: String) -> Result<LoadedDevices, ConfigError> {
             return Err(source.error_at(device.token.span(), &key("token"), problem));
         }
         let earlier = &file.devices[..i];
-        if let Some(other) = earlier.iter().find(|d| d.id.get_ref() == device.id.get_ref()) {
+        if let Some(other) = earlier
+            .iter()
+            .find(|d| d.id.get_ref() == device.id.get_ref())
+        {
             return Err(source.error_at(
                 device.id.span(),
                 &key("id"),
@@ -125,9 +128,7 @@ pub fn id_problem(id: &str) -> Option<String> {
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    (!valid).then(|| {
-        format!("device id {id:?} must be 1–64 lowercase letters, digits, `-` or `_`")
-    })
+    (!valid).then(|| format!("device id {id:?} must be 1–64 lowercase letters, digits, `-` or `_`"))
 }
 
 #[cfg(test)]
@@ -143,7 +144,11 @@ mod tests {
 
     #[test]
     fn entries_parse_with_defaults() {
-        let text = format!("{}{}share_with_school = true\n", entry("a", TOKEN_A), entry("b", TOKEN_B));
+        let text = format!(
+            "{}{}share_with_school = true\n",
+            entry("a", TOKEN_A),
+            entry("b", TOKEN_B)
+        );
         let loaded = parse(Path::new("d.toml"), text).unwrap();
         assert_eq!(loaded.file.devices.len(), 2);
         assert!(!loaded.file.devices[0].share_with_school);
@@ -154,17 +159,28 @@ mod tests {
     #[test]
     fn mistakes_name_file_line_and_key() {
         let err = parse(Path::new("d.toml"), entry("a", "short")).unwrap_err();
-        assert_eq!((err.line, err.key.as_str()), (4, "devices[0].token"), "{err}");
+        assert_eq!(
+            (err.line, err.key.as_str()),
+            (4, "devices[0].token"),
+            "{err}"
+        );
         let err = parse(Path::new("d.toml"), entry("Lan Phone", TOKEN_A)).unwrap_err();
         assert_eq!((err.line, err.key.as_str()), (2, "devices[0].id"), "{err}");
         let twice = format!("{}{}", entry("a", TOKEN_A), entry("b", TOKEN_A));
         let err = parse(Path::new("d.toml"), twice).unwrap_err();
-        assert_eq!((err.line, err.key.as_str()), (9, "devices[1].token"), "{err}");
+        assert_eq!(
+            (err.line, err.key.as_str()),
+            (9, "devices[1].token"),
+            "{err}"
+        );
         let twice = format!("{}{}", entry("a", TOKEN_A), entry("a", TOKEN_B));
         let err = parse(Path::new("d.toml"), twice).unwrap_err();
         assert_eq!(err.key, "devices[1].id", "{err}");
-        let err = parse(Path::new("d.toml"), format!("{}colour = 1\n", entry("a", TOKEN_A)))
-            .unwrap_err();
+        let err = parse(
+            Path::new("d.toml"),
+            format!("{}colour = 1\n", entry("a", TOKEN_A)),
+        )
+        .unwrap_err();
         assert!(err.key.ends_with("colour"), "{err}");
         assert_eq!(err.file, Path::new("d.toml"));
     }

@@ -35,21 +35,35 @@ pub struct SetupResponse {
 pub struct SetupPages {
     policy: Arc<SharedPolicy>,
     endpoints: ArcSwap<Option<Endpoints>>,
+    /// The DoH port actually bound, for a config that asked for port 0.
+    bound_doh_port: Option<u16>,
 }
 
 impl SetupPages {
     /// Pages for the devices of `policy`, with `config`'s public endpoints.
-    pub fn new(policy: Arc<SharedPolicy>, config: &Config) -> SetupPages {
-        SetupPages {
+    /// `bound_doh_port` is the port the DoH listener actually got (it differs from the config
+    /// when that asks for port 0).
+    pub fn new(
+        policy: Arc<SharedPolicy>,
+        config: &Config,
+        bound_doh_port: Option<u16>,
+    ) -> SetupPages {
+        let pages = SetupPages {
             policy,
-            endpoints: ArcSwap::from_pointee(Endpoints::from_config(config)),
-        }
+            endpoints: ArcSwap::from_pointee(None),
+            bound_doh_port,
+        };
+        pages.update(config);
+        pages
     }
 
     /// Follows a reloaded config.
     pub fn update(&self, config: &Config) {
-        self.endpoints
-            .store(Arc::new(Endpoints::from_config(config)));
+        let mut endpoints = Endpoints::from_config(config);
+        if let (Some(e), Some(port)) = (endpoints.as_mut(), self.bound_doh_port) {
+            e.doh_port = (port != 443).then_some(port);
+        }
+        self.endpoints.store(Arc::new(endpoints));
     }
 
     /// The response for a path, or `None` if the path is not a setup path. Unknown and
@@ -67,7 +81,7 @@ impl SetupPages {
             body: "Không tìm thấy thiết bị này (mã sai hoặc đã bị thu hồi).
                    No such device: the code is wrong or was revoked.
 "
-                .into(),
+            .into(),
             filename: None,
         };
         let endpoints = self.endpoints.load();
@@ -346,7 +360,10 @@ pub fn page(endpoints: &Endpoints, device: &Device, profile: &str) -> String {
     section(
         &mut html,
         "browsers",
-        ("Trình duyệt Chrome, Edge, Firefox", "Chrome, Edge and Firefox browsers"),
+        (
+            "Trình duyệt Chrome, Edge, Firefox",
+            "Chrome, Edge and Firefox browsers",
+        ),
         &[
             (
                 format!(

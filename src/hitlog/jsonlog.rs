@@ -52,10 +52,10 @@ pub fn emit(json: &str) {
 
 /// Pushes buffered lines out (after each batch).
 pub fn flush() {
-    if let Some(sink) = SINK.get() {
-        if let Ok(mut sink) = sink.lock() {
-            let _ = sink.flush();
-        }
+    if let Some(sink) = SINK.get()
+        && let Ok(mut sink) = sink.lock()
+    {
+        let _ = sink.flush();
     }
 }
 
@@ -90,10 +90,10 @@ impl<S: Subscriber> Layer<S> for HitJsonLayer {
         }
         let mut field = HitField(None);
         event.record(&mut field);
-        if let (Some(line), Some(sink)) = (field.0, SINK.get()) {
-            if let Ok(mut sink) = sink.lock() {
-                let _ = writeln!(sink, "{line}");
-            }
+        if let (Some(line), Some(sink)) = (field.0, SINK.get())
+            && let Ok(mut sink) = sink.lock()
+        {
+            let _ = writeln!(sink, "{line}");
         }
     }
 }

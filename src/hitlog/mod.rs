@@ -195,10 +195,10 @@ impl HitLog {
                 thread: None,
             });
         }
-        if let Some(target) = &config.json {
-            if let Err(err) = jsonlog::install(target) {
-                tracing::error!(target = %target, error = %err, "cannot open the hit JSON log; hits still go to the database");
-            }
+        if let Some(target) = &config.json
+            && let Err(err) = jsonlog::install(target)
+        {
+            tracing::error!(target = %target, error = %err, "cannot open the hit JSON log; hits still go to the database");
         }
         let (tx, rx) = mpsc::sync_channel(config.queue);
         let stats = Arc::new(HitStats::default());

@@ -225,28 +225,28 @@ impl Writer {
         }
         let key = record.repeat_key();
         let at = record.time_ms;
-        if let Some(&(first, row)) = self.remembered.get(&key) {
-            if at - first < self.window_ms {
-                self.stats.repeats.fetch_add(1, Ordering::Relaxed);
-                match row {
-                    Row::Pending(i) => {
-                        let pending = &mut self.inserts[i].0;
-                        pending.count += 1;
-                        pending.last_seen_ms = pending.last_seen_ms.max(at);
-                    }
-                    Row::Stored(id) => {
-                        let repeat = self.repeats.entry(id).or_insert(Repeat {
-                            id,
-                            count: 0,
-                            last_seen_ms: at,
-                        });
-                        repeat.count += 1;
-                        repeat.last_seen_ms = repeat.last_seen_ms.max(at);
-                    }
+        if let Some(&(first, row)) = self.remembered.get(&key)
+            && at - first < self.window_ms
+        {
+            self.stats.repeats.fetch_add(1, Ordering::Relaxed);
+            match row {
+                Row::Pending(i) => {
+                    let pending = &mut self.inserts[i].0;
+                    pending.count += 1;
+                    pending.last_seen_ms = pending.last_seen_ms.max(at);
                 }
-                self.oldest.get_or_insert_with(Instant::now);
-                return;
+                Row::Stored(id) => {
+                    let repeat = self.repeats.entry(id).or_insert(Repeat {
+                        id,
+                        count: 0,
+                        last_seen_ms: at,
+                    });
+                    repeat.count += 1;
+                    repeat.last_seen_ms = repeat.last_seen_ms.max(at);
+                }
             }
+            self.oldest.get_or_insert_with(Instant::now);
+            return;
         }
         if self.inserts.len() >= MAX_PENDING {
             self.stats.count_drop(at);
@@ -276,10 +276,10 @@ impl Writer {
         match store.write(self.inserts.iter_mut().map(|(r, _)| r), &repeats) {
             Ok(()) => {
                 for (i, (record, key)) in self.inserts.iter().enumerate() {
-                    if let Some(slot) = self.remembered.get_mut(key) {
-                        if slot.1 == Row::Pending(i) {
-                            slot.1 = Row::Stored(record.id);
-                        }
+                    if let Some(slot) = self.remembered.get_mut(key)
+                        && slot.1 == Row::Pending(i)
+                    {
+                        slot.1 = Row::Stored(record.id);
                     }
                 }
                 let written = self.inserts.len() as u64;

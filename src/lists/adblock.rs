@@ -72,15 +72,14 @@ impl LineParser for AdblockParser {
             Some((p, m)) => (p, Some(m)),
             None => (rule, None),
         };
-        if let Some(mods) = modifiers {
-            if !mods
+        if let Some(mods) = modifiers
+            && !mods
                 .split(',')
                 .all(|m| HARMLESS_MODIFIERS.contains(&m.trim().trim_start_matches('~')))
-            {
-                return Err(LineProblem::Unsupported(
-                    "modifier DNS filtering cannot apply",
-                ));
-            }
+        {
+            return Err(LineProblem::Unsupported(
+                "modifier DNS filtering cannot apply",
+            ));
         }
         let anchored = pattern.strip_prefix("||");
         if anchored.is_none() && pattern.starts_with('|') {

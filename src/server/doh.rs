@@ -126,28 +126,28 @@ async fn respond(
         let token = token.map(str::to_ascii_lowercase);
         return dns_query(shared, request, src, token.as_deref()).await;
     }
-    if request.method() == Method::GET {
-        if let Some(page) = shared.setup.get(&path) {
-            let mut response = Response::builder()
-                .status(page.status)
-                .header(header::CONTENT_TYPE, page.content_type)
-                .header(header::CACHE_CONTROL, "no-store")
-                .header("referrer-policy", "no-referrer")
-                .header("x-content-type-options", "nosniff")
-                .header(
-                    "content-security-policy",
-                    "default-src 'none'; style-src 'unsafe-inline'",
-                );
-            if let Some(name) = &page.filename {
-                response = response.header(
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{name}\""),
-                );
-            }
-            return response
-                .body(Full::new(Bytes::from(page.body)))
-                .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "error"));
+    if request.method() == Method::GET
+        && let Some(page) = shared.setup.get(&path)
+    {
+        let mut response = Response::builder()
+            .status(page.status)
+            .header(header::CONTENT_TYPE, page.content_type)
+            .header(header::CACHE_CONTROL, "no-store")
+            .header("referrer-policy", "no-referrer")
+            .header("x-content-type-options", "nosniff")
+            .header(
+                "content-security-policy",
+                "default-src 'none'; style-src 'unsafe-inline'",
+            );
+        if let Some(name) = &page.filename {
+            response = response.header(
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            );
         }
+        return response
+            .body(Full::new(Bytes::from(page.body)))
+            .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "error"));
     }
     plain(StatusCode::NOT_FOUND, "not found")
 }
@@ -199,7 +199,10 @@ async fn dns_query(
                     "expected application/dns-message",
                 );
             }
-            match Limited::new(request.into_body(), MAX_MESSAGE).collect().await {
+            match Limited::new(request.into_body(), MAX_MESSAGE)
+                .collect()
+                .await
+            {
                 Ok(body) => body.to_bytes().to_vec(),
                 Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, "message too large"),
             }
@@ -225,10 +228,8 @@ async fn dns_query(
         .header(header::CONTENT_TYPE, DNS_MESSAGE);
     // RFC 8484 §5.1: a GET answer may be cached for its smallest TTL. Each family has its own
     // URL, so a shared cache cannot hand one family's answer to another.
-    if is_get {
-        if let Some(ttl) = min_ttl(&answer) {
-            response = response.header(header::CACHE_CONTROL, format!("max-age={ttl}"));
-        }
+    if is_get && let Some(ttl) = min_ttl(&answer) {
+        response = response.header(header::CACHE_CONTROL, format!("max-age={ttl}"));
     }
     response
         .body(Full::new(Bytes::from(answer)))
@@ -302,10 +303,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Activity<S> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 

@@ -115,7 +115,6 @@ impl Encrypted {
             }
         }
     }
-
 }
 
 /// A connection slot: released, and the connection counted closed, when dropped.

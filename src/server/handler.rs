@@ -32,8 +32,9 @@ const REWRITE_TTL: u32 = 300;
 pub enum Handled {
     /// Answered (or deliberately not) without waiting on anything.
     Done(Option<Vec<u8>>),
-    /// Needs an upstream: finish it with [`Handler::finish`].
-    Pending(Pending),
+    /// Needs an upstream: finish it with [`Handler::finish`]. Boxed: it waits for a network
+    /// round trip anyway, and the common `Done` stays small.
+    Pending(Box<Pending>),
 }
 
 /// A query waiting for an upstream answer, with the policy snapshot it was decided under.
@@ -48,7 +49,9 @@ pub struct Pending {
 enum Step {
     /// Resolve; `decided` is the allow decision, whose profile judges CNAME targets and whose
     /// school and device a CNAME-inspection hit is recorded under.
-    Forward { decided: Decision },
+    Forward {
+        decided: Decision,
+    },
     Rewrite(&'static str),
 }
 
@@ -165,10 +168,10 @@ impl Handler {
         if bytes.len() < 12 || bytes[2] & 0x80 != 0 {
             return Handled::Done(None);
         }
-        if protocol == Protocol::Udp {
-            if let Some(response) = self.fast(bytes, src.ip(), protocol) {
-                return Handled::Done(Some(response));
-            }
+        if protocol == Protocol::Udp
+            && let Some(response) = self.fast(bytes, src.ip(), protocol)
+        {
+            return Handled::Done(Some(response));
         }
         let Ok(request) = Message::from_vec(bytes) else {
             return Handled::Done(formerr_from_header(bytes));
@@ -180,13 +183,13 @@ impl Handler {
             Ok((response, outcome)) => {
                 Handled::Done(self.encode(&request, &response, outcome, protocol))
             }
-            Err((policy, step)) => Handled::Pending(Pending {
+            Err((policy, step)) => Handled::Pending(Box::new(Pending {
                 request,
                 protocol,
                 client: src.ip(),
                 policy,
                 step,
-            }),
+            })),
         }
     }
 
@@ -226,14 +229,14 @@ impl Handler {
     }
 
     /// Completes a query that needs an upstream.
-    pub async fn finish(&self, pending: Pending) -> Option<Vec<u8>> {
+    pub async fn finish(&self, pending: Box<Pending>) -> Option<Vec<u8>> {
         let Pending {
             request,
             protocol,
             client,
             policy,
             step,
-        } = pending;
+        } = *pending;
         let asker = Asker { client, protocol };
         let (response, outcome) = match step {
             Step::Forward { decided } => self.forward(&request, &policy, decided, asker).await,
@@ -324,18 +327,18 @@ impl Handler {
             .map_or("", |p| policy.profiles()[p as usize].name.as_str());
         self.metrics.record_block(category, profile);
         let query = &request.queries()[0];
-        if self.hits.enabled() {
-            if let Ok(asked) = QueryName::from_ascii_bytes(query.name().to_ascii().as_bytes()) {
-                self.record_hit(
-                    policy,
-                    decision,
-                    asker.client,
-                    asker.protocol,
-                    u16::from(query.query_type()),
-                    asked.as_str(),
-                    cname.map(QueryName::as_str),
-                );
-            }
+        if self.hits.enabled()
+            && let Ok(asked) = QueryName::from_ascii_bytes(query.name().to_ascii().as_bytes())
+        {
+            self.record_hit(
+                policy,
+                decision,
+                asker.client,
+                asker.protocol,
+                u16::from(query.query_type()),
+                asked.as_str(),
+                cname.map(QueryName::as_str),
+            );
         }
         blocked(request, answer, category)
     }

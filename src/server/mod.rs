@@ -36,13 +36,13 @@ use arc_swap::ArcSwap;
 use crate::access::Access;
 use crate::admin::{self, AdminState, HitReader};
 use crate::config::LoadedConfig;
+use crate::devices::setup::SetupPages;
 use crate::hitlog::HitLog;
 use crate::metrics::Metrics;
 use crate::policy::{Compiler, SharedPolicy};
 use crate::reload::{self, ReloadStats, Reloader, Trigger};
 use crate::resolve::Resolver;
 use crate::resolve::upstream::Upstreams;
-use crate::devices::setup::SetupPages;
 use crate::subscriptions;
 use encrypted::Encrypted;
 use handler::Handler;
@@ -173,14 +173,18 @@ impl Server {
         };
         let dot = bind_all(&config.server.dot, "DoT").await?;
         let doh = bind_all(&config.server.doh, "DoH").await?;
-        let setup = Arc::new(SetupPages::new(Arc::clone(&policy), config));
+        let bound_doh_port = doh
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port());
+        let setup = Arc::new(SetupPages::new(Arc::clone(&policy), config, bound_doh_port));
         let (encrypted, certs) = if dot.is_empty() && doh.is_empty() {
             (None, None)
         } else {
-            let certs = Arc::new(CertStore::load(&config.tls).context("loading [tls] cert and key")?);
+            let certs =
+                Arc::new(CertStore::load(&config.tls).context("loading [tls] cert and key")?);
             let dot_acceptor = TlsAcceptor::from(tls::server_config(&certs, &[tls::ALPN_DOT]));
-            let doh_acceptor =
-                TlsAcceptor::from(tls::server_config(&certs, &[b"h2", b"http/1.1"]));
+            let doh_acceptor = TlsAcceptor::from(tls::server_config(&certs, &[b"h2", b"http/1.1"]));
             let shared = Arc::new(Encrypted::new(
                 config,
                 Arc::clone(&handler),
@@ -295,12 +299,18 @@ impl Server {
 
     /// The bound DoT addresses.
     pub fn dot_addrs(&self) -> Vec<SocketAddr> {
-        self.dot.iter().filter_map(|s| s.local_addr().ok()).collect()
+        self.dot
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     /// The bound DoH addresses.
     pub fn doh_addrs(&self) -> Vec<SocketAddr> {
-        self.doh.iter().filter_map(|s| s.local_addr().ok()).collect()
+        self.doh
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     /// The bound admin address, if `[admin] listen` is set.

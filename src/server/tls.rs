@@ -168,8 +168,14 @@ mod tests {
             token_from_server_name(Some("Abc123.DNS.example.edu.vn"), host).as_deref(),
             Some("abc123")
         );
-        assert_eq!(token_from_server_name(Some("dns.example.edu.vn"), host), None);
-        assert_eq!(token_from_server_name(Some("a.b.dns.example.edu.vn"), host), None);
+        assert_eq!(
+            token_from_server_name(Some("dns.example.edu.vn"), host),
+            None
+        );
+        assert_eq!(
+            token_from_server_name(Some("a.b.dns.example.edu.vn"), host),
+            None
+        );
         assert_eq!(token_from_server_name(Some("abc.other.vn"), host), None);
         assert_eq!(token_from_server_name(None, host), None);
     }

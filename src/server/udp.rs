@@ -120,7 +120,7 @@ pub async fn serve(
 fn spawn_upstream(
     socket: &Arc<UdpSocket>,
     handler: &Arc<Handler>,
-    pending: Pending,
+    pending: Box<Pending>,
     src: std::net::SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 /// - `nx.example.` → NXDOMAIN with an SOA
 /// - `short.example.` → A with TTL 1
 /// - `slow.example.` → A after 300 ms
+/// - `loopback.*` → A 127.0.0.1, no AAAA (for clients that go on to connect, such as curl)
 /// - anything else → A 192.0.2.1 / AAAA 2001:db8::1, TTL 300
 pub struct FakeUpstream {
     pub addr: SocketAddr,
@@ -78,6 +79,16 @@ pub fn answer_for(request: &Message) -> Message {
                     120,
                 )),
             ));
+        }
+        (n, qtype) if n.starts_with("loopback.") => {
+            // IPv4 only, so a connecting client does not try an unreachable IPv6 address.
+            if qtype == RecordType::A {
+                m.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    300,
+                    RData::A(A::new(127, 0, 0, 1)),
+                ));
+            }
         }
         (_, RecordType::AAAA) => {
             m.add_answer(Record::from_rdata(

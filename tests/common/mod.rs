@@ -68,6 +68,7 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 pub mod dns;
+pub mod tls;
 
 /// A loopback port free for both UDP and TCP right now, for a spawned server to bind: bind,
 /// read, release (the server binds it again right away).
@@ -129,6 +130,9 @@ pub struct TestServer {
     pub udp: std::net::SocketAddr,
     pub tcp: std::net::SocketAddr,
     pub admin: Option<std::net::SocketAddr>,
+    /// The first DoT and DoH listeners, when configured.
+    pub dot: Option<std::net::SocketAddr>,
+    pub doh: Option<std::net::SocketAddr>,
     pub reload_stats: std::sync::Arc<schooldns::reload::ReloadStats>,
     /// The hit log's sender (`flush` waits until recorded hits are on disk).
     pub hits: schooldns::hitlog::HitSender,
@@ -204,7 +208,14 @@ impl TestServer {
     }
 
     pub async fn start_with(config: &str) -> TestServer {
+        TestServer::start_prepared(config, |_| {}).await
+    }
+
+    /// Like [`TestServer::start_with`], with `prepare` writing more files (devices,
+    /// certificates) into the district before the server starts.
+    pub async fn start_prepared(config: &str, prepare: impl FnOnce(&District)) -> TestServer {
         let district = District::new();
+        prepare(&district);
         district.write("lists/adult.txt", "porn.example\nblocked-target.example\n");
         district.write("lists/social.adblock", "||social.example^\n");
         district.write("lists/education.txt", "wiki.porn.example\n");
@@ -217,6 +228,8 @@ impl TestServer {
         let udp = server.udp_addrs()[0];
         let tcp = server.tcp_addrs()[0];
         let admin = server.admin_addr();
+        let dot = server.dot_addrs().first().copied();
+        let doh = server.doh_addrs().first().copied();
         let reload_stats = server.reload_stats();
         let hits = server.hits();
         let policy = server.policy();
@@ -228,6 +241,8 @@ impl TestServer {
             udp,
             tcp,
             admin,
+            dot,
+            doh,
             reload_stats,
             hits,
             policy,
