@@ -464,6 +464,11 @@ async fn setup_pages_tell_parents_what_to_enter() {
     assert!(page.contains(&format!("{origin}/dns-query/{PRIMARY}")));
     assert!(page.contains(&format!("{origin}/apple/{PRIMARY}.mobileconfig")));
     assert!(page.contains("Gia đình Nguyễn"));
+    // The DoT port the server actually bound is named (Android only uses 853).
+    assert!(
+        page.contains(&format!("port {}", s.dot.unwrap().port())),
+        "{page}"
+    );
     for words in [
         "DNS riêng tư",
         "Private DNS",

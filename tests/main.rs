@@ -4,12 +4,14 @@
 //! - `policy`: decision semantics on real list files written to temporary folders.
 //! - `alloc`: a counting allocator proving the decision path never allocates.
 //! - `cli`: the real `schooldns` binary, good and bad configs.
+//! - `clients`: kdig, curl and headless Chromium against the encrypted listeners.
 //! - `server`: the real server on loopback with a fake upstream: answers, blocks, cache, reloads.
 //! - `devices`: home devices over DoT and DoH with a test CA: tokens, setup pages, edits.
 //! - `shipped`: the shipped config and every shipped blocklist.
 
 mod alloc;
 mod cli;
+mod clients;
 mod common;
 mod devices;
 mod hitlog;

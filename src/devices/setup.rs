@@ -35,23 +35,23 @@ pub struct SetupResponse {
 pub struct SetupPages {
     policy: Arc<SharedPolicy>,
     endpoints: ArcSwap<Option<Endpoints>>,
-    /// The DoH port actually bound, for a config that asked for port 0.
-    bound_doh_port: Option<u16>,
+    /// The DoT and DoH ports actually bound, for a config that asked for port 0.
+    bound_ports: (Option<u16>, Option<u16>),
 }
 
 impl SetupPages {
     /// Pages for the devices of `policy`, with `config`'s public endpoints.
-    /// `bound_doh_port` is the port the DoH listener actually got (it differs from the config
-    /// when that asks for port 0).
+    /// `bound_ports` are the ports the first DoT and DoH listeners actually got (they differ
+    /// from the config when it asks for port 0).
     pub fn new(
         policy: Arc<SharedPolicy>,
         config: &Config,
-        bound_doh_port: Option<u16>,
+        bound_ports: (Option<u16>, Option<u16>),
     ) -> SetupPages {
         let pages = SetupPages {
             policy,
             endpoints: ArcSwap::from_pointee(None),
-            bound_doh_port,
+            bound_ports,
         };
         pages.update(config);
         pages
@@ -60,8 +60,14 @@ impl SetupPages {
     /// Follows a reloaded config.
     pub fn update(&self, config: &Config) {
         let mut endpoints = Endpoints::from_config(config);
-        if let (Some(e), Some(port)) = (endpoints.as_mut(), self.bound_doh_port) {
-            e.doh_port = (port != 443).then_some(port);
+        if let Some(e) = endpoints.as_mut() {
+            let (dot, doh) = self.bound_ports;
+            if let Some(port) = dot {
+                e.dot_port = (port != 853).then_some(port);
+            }
+            if let Some(port) = doh {
+                e.doh_port = (port != 443).then_some(port);
+            }
         }
         self.endpoints.store(Arc::new(endpoints));
     }

@@ -173,11 +173,16 @@ impl Server {
         };
         let dot = bind_all(&config.server.dot, "DoT").await?;
         let doh = bind_all(&config.server.doh, "DoH").await?;
-        let bound_doh_port = doh
-            .first()
-            .and_then(|l| l.local_addr().ok())
-            .map(|a| a.port());
-        let setup = Arc::new(SetupPages::new(Arc::clone(&policy), config, bound_doh_port));
+        let port_of = |ls: &[TcpListener]| {
+            ls.first()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| a.port())
+        };
+        let setup = Arc::new(SetupPages::new(
+            Arc::clone(&policy),
+            config,
+            (port_of(&dot), port_of(&doh)),
+        ));
         let (encrypted, certs) = if dot.is_empty() && doh.is_empty() {
             (None, None)
         } else {
