@@ -36,6 +36,8 @@ pub struct WireQuery<'a> {
     pub qtype: u16,
     /// The client's EDNS payload size and DO bit, if it sent EDNS(0).
     edns: Option<(u16, bool)>,
+    /// Came over a stream (TCP, DoT, DoH): no UDP size limit applies.
+    stream: bool,
 }
 
 impl<'a> WireQuery<'a> {
@@ -87,6 +89,7 @@ impl<'a> WireQuery<'a> {
             key,
             qtype,
             edns,
+            stream: false,
         })
     }
 
@@ -95,8 +98,17 @@ impl<'a> WireQuery<'a> {
         &self.key.0[..self.key.1]
     }
 
-    /// Largest response the client takes over UDP.
+    /// Marks the query as arriving over a stream, where answers up to 65,535 bytes fit.
+    pub fn over_stream(mut self) -> WireQuery<'a> {
+        self.stream = true;
+        self
+    }
+
+    /// Largest response the client takes: its UDP payload size, or a whole stream message.
     fn limit(&self) -> usize {
+        if self.stream {
+            return usize::from(u16::MAX);
+        }
         self.edns.map_or(512, |(size, _)| {
             size.clamp(512, ADVERTISED_PAYLOAD) as usize
         })
@@ -200,15 +212,15 @@ pub enum FastOutcome {
     Allow,
 }
 
-/// Decides a parsed query; returns the answer bytes, or `None` to take the general path.
+/// Answers a parsed query with `decision` (made by the caller: by network for plain DNS, by
+/// device token for DoT and DoH); returns the answer bytes, or `None` to take the general path.
 pub fn answer(
     query: &WireQuery<'_>,
     policy: &Policy,
-    client: IpAddr,
+    decision: crate::policy::Decision,
     cache: &crate::resolve::cache::Cache,
     on_block: impl FnOnce(&crate::policy::Decision, &str, &str),
 ) -> Option<(Vec<u8>, FastOutcome)> {
-    let decision = policy.decide(client, &query.name);
     match decision.verdict {
         Verdict::Refuse => query.refused().map(|b| (b, FastOutcome::Refuse)),
         Verdict::Block(block) => {

@@ -168,9 +168,7 @@ impl Handler {
         if bytes.len() < 12 || bytes[2] & 0x80 != 0 {
             return Handled::Done(None);
         }
-        if protocol == Protocol::Udp
-            && let Some(response) = self.fast(bytes, src.ip(), protocol)
-        {
+        if let Some(response) = self.fast(bytes, origin) {
             return Handled::Done(Some(response));
         }
         let Ok(request) = Message::from_vec(bytes) else {
@@ -193,14 +191,23 @@ impl Handler {
         }
     }
 
-    /// The wire-level fast path for the common cases (see `fast.rs`).
-    fn fast(&self, bytes: &[u8], client: IpAddr, protocol: Protocol) -> Option<Vec<u8>> {
-        let query = fast::WireQuery::parse(bytes)?;
+    /// The wire-level fast path for the common cases (see `fast.rs`), on every transport.
+    fn fast(&self, bytes: &[u8], origin: Origin<'_>) -> Option<Vec<u8>> {
+        let (client, protocol) = (origin.addr.ip(), origin.protocol);
+        let mut query = fast::WireQuery::parse(bytes)?;
+        if protocol != Protocol::Udp {
+            query = query.over_stream();
+        }
         let policy = self.policy.load();
+        let decision = if protocol.is_encrypted() {
+            policy.decide_device(origin.token, &query.name)
+        } else {
+            policy.decide(client, &query.name)
+        };
         let (response, outcome) = fast::answer(
             &query,
             &policy,
-            client,
+            decision,
             self.resolver.cache(),
             |decision, category, profile| {
                 self.metrics.record_block(category, profile);
@@ -224,7 +231,7 @@ impl Handler {
                 (Outcome::Allow, ResponseCode::from_low(response[3] & 0x0f))
             }
         };
-        self.metrics.record(Protocol::Udp, outcome, rcode);
+        self.metrics.record(protocol, outcome, rcode);
         Some(response)
     }
 
