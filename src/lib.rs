@@ -8,7 +8,10 @@
 //! - [`policy`]: config + lists compiled into one immutable [`policy::Policy`] that decides, for
 //!   a client address and a name, allow / block / rewrite / refuse, and says why.
 //! - [`resolve`]: the answer cache and the upstream forwarder.
-//! - [`server`]: UDP and TCP front ends and the request handler that joins policy and resolver.
+//! - [`server`]: UDP, TCP, DoT and DoH front ends and the request handler that joins policy
+//!   and resolver.
+//! - [`devices`]: home devices and families: the devices file, tokens, `devices add/revoke`
+//!   edits and the parents' setup pages.
 //! - [`subscriptions`]: downloading category `urls` into a cache folder, beside the query path.
 //! - [`reload`]: watching files and swapping in new policies beside the query path.
 //! - [`hitlog`]: the policy-hit log: blocks recorded beside the query path into SQLite, and
@@ -16,7 +19,8 @@
 //! - [`access`]: bearer tokens and the roles they grant (district, one school).
 //! - [`admin`] and [`metrics`]: `/metrics`, `/health`, `/reload` and the hit-log read API on
 //!   the admin listener.
-//! - [`cli`]: the `schooldns` commands (`serve`, `check`, `explain`, `reload`, `hits`).
+//! - [`cli`]: the `schooldns` commands (`serve`, `check`, `explain`, `reload`, `hits`,
+//!   `devices`).
 //!
 //! `policy` and `lists` use no tokio, sockets or hickory types: they take a normalised name and
 //! an address and return a decision, so they are tested and benchmarked on their own.
@@ -24,7 +28,8 @@
 //! # One query's path
 //! 1. A front end receives a query; hickory drops short packets and responses.
 //! 2. The handler loads the policy snapshot once (`SharedPolicy::load`).
-//! 3. The source address selects school and profile (longest prefix), or the query is refused.
+//! 3. The source address selects school and profile (longest prefix), or, for DoT and DoH, the
+//!    device token does; otherwise the query is refused.
 //! 4. The qname becomes a [`name::QueryName`] once.
 //! 5. [`policy::Policy::decide`] answers: allow-list, then blocked categories, then bypass
 //!    protection, then safe search, then allow. Pure, lock-free, allocation-free.

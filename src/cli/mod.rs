@@ -272,9 +272,16 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
+    let devices = policy.devices();
     writeln!(
         out,
-        "\nmatcher memory: {:.1} MiB",
+        "\nhome devices: {} live, {} revoked",
+        devices.live(),
+        devices.all().len() - devices.live()
+    )?;
+    writeln!(
+        out,
+        "matcher memory: {:.1} MiB",
         policy.matcher_bytes() as f64 / (1024.0 * 1024.0)
     )?;
     Ok(ExitCode::SUCCESS)
