@@ -79,8 +79,8 @@ where
             let _ = stream.shutdown().await;
             return Ok(());
         }
-        if input.capacity() - input.len() < 512 {
-            input.reserve(2048);
+        if input.capacity() - input.len() < 256 {
+            input.reserve(512);
         }
         let can_read = reading && pending < MAX_PENDING_PER_CONNECTION;
         tokio::select! {
