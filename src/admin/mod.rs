@@ -242,16 +242,11 @@ fn setup_page(state: &AdminState, path: &str) -> Response {
         404 => "404 Not Found",
         _ => "503 Service Unavailable",
     };
-    let mut headers = vec![
-        "Referrer-Policy: no-referrer".to_string(),
-        "X-Content-Type-Options: nosniff".to_string(),
-        "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'".to_string(),
-    ];
-    if let Some(name) = &page.filename {
-        headers.push(format!(
-            "Content-Disposition: attachment; filename=\"{name}\""
-        ));
-    }
+    let headers = page
+        .headers()
+        .into_iter()
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect();
     Response {
         status,
         content_type: page.content_type,

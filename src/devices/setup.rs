@@ -31,6 +31,29 @@ pub struct SetupResponse {
     pub filename: Option<String>,
 }
 
+impl SetupResponse {
+    /// Headers every listener sends with a setup page (besides `Content-Type` and
+    /// `Cache-Control: no-store`): the token is in the URL, so it must not leak through a
+    /// referrer, and the page runs nothing.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![
+            ("Referrer-Policy", "no-referrer".to_string()),
+            ("X-Content-Type-Options", "nosniff".to_string()),
+            (
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'unsafe-inline'".to_string(),
+            ),
+        ];
+        if let Some(name) = &self.filename {
+            headers.push((
+                "Content-Disposition",
+                format!("attachment; filename=\"{name}\""),
+            ));
+        }
+        headers
+    }
+}
+
 /// Serves `/setup/<token>` and `/apple/<token>.mobileconfig` from the live policy's devices.
 pub struct SetupPages {
     policy: Arc<SharedPolicy>,

@@ -43,21 +43,7 @@ pub async fn serve(
     shared: Arc<Encrypted>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let mut stop = shutdown.clone();
-    loop {
-        let Some((tcp, src, permit)) = shared.accept(&listener, &mut stop).await else {
-            return;
-        };
-        let acceptor = acceptor.clone();
-        let shared = Arc::clone(&shared);
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Some(tls) = shared.handshake(&acceptor, tcp).await {
-                connection(tls, src, shared, shutdown).await;
-            }
-            drop(permit);
-        });
-    }
+    shared.serve(listener, acceptor, shutdown, connection).await;
 }
 
 /// Serves one connection's requests (HTTP/2 or HTTP/1.1, whichever the client speaks).
@@ -132,18 +118,9 @@ async fn respond(
         let mut response = Response::builder()
             .status(page.status)
             .header(header::CONTENT_TYPE, page.content_type)
-            .header(header::CACHE_CONTROL, "no-store")
-            .header("referrer-policy", "no-referrer")
-            .header("x-content-type-options", "nosniff")
-            .header(
-                "content-security-policy",
-                "default-src 'none'; style-src 'unsafe-inline'",
-            );
-        if let Some(name) = &page.filename {
-            response = response.header(
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            );
+            .header(header::CACHE_CONTROL, "no-store");
+        for (name, value) in page.headers() {
+            response = response.header(name, value);
         }
         return response
             .body(Full::new(Bytes::from(page.body)))

@@ -67,8 +67,38 @@ impl Encrypted {
         self.idle_secs.load(Ordering::Relaxed)
     }
 
+    /// Accepts connections on `listener` until `shutdown`, completes each TLS handshake in its
+    /// own task, and hands the stream to `connection` (the DoT or DoH protocol loop). The
+    /// connection slot is held until `connection` returns.
+    pub async fn serve<F, Fut>(
+        self: Arc<Self>,
+        listener: TcpListener,
+        acceptor: TlsAcceptor,
+        shutdown: watch::Receiver<bool>,
+        connection: F,
+    ) where
+        F: Fn(TlsStream<TcpStream>, SocketAddr, Arc<Encrypted>, watch::Receiver<bool>) -> Fut
+            + Copy
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut stop = shutdown.clone();
+        while let Some((tcp, src, permit)) = self.accept(&listener, &mut stop).await {
+            let acceptor = acceptor.clone();
+            let shared = Arc::clone(&self);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                if let Some(tls) = shared.handshake(&acceptor, tcp).await {
+                    connection(tls, src, Arc::clone(&shared), shutdown).await;
+                }
+                drop(permit);
+            });
+        }
+    }
+
     /// Waits for a connection slot and a connection; `None` once `stop` turns true.
-    pub async fn accept(
+    async fn accept(
         self: &Arc<Self>,
         listener: &TcpListener,
         stop: &mut watch::Receiver<bool>,
@@ -102,7 +132,7 @@ impl Encrypted {
 
     /// Completes the TLS handshake within the timeout; failures are counted, not logged per
     /// connection (scanners would flood the log).
-    pub async fn handshake(
+    async fn handshake(
         &self,
         acceptor: &TlsAcceptor,
         tcp: TcpStream,

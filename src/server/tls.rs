@@ -19,27 +19,17 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsConfig;
+use crate::policy::compile::FileStamp;
 
 /// ALPN protocol of DNS over TLS (RFC 7858 §3.2, IANA "dot").
 pub const ALPN_DOT: &[u8] = b"dot";
 
-/// Size, modification time and inode of the certificate and key files when loaded.
-type Stamps = Vec<(u64, Option<std::time::SystemTime>, u64)>;
+/// Size, modification time and inode of the certificate and key files when loaded (`None`
+/// for a file that could not be read).
+type Stamps = Vec<Option<FileStamp>>;
 
 fn stamps(paths: &[&Path]) -> Stamps {
-    paths
-        .iter()
-        .map(|p| match std::fs::metadata(p) {
-            Ok(m) => {
-                #[cfg(unix)]
-                let inode = std::os::unix::fs::MetadataExt::ino(&m);
-                #[cfg(not(unix))]
-                let inode = 0;
-                (m.len(), m.modified().ok(), inode)
-            }
-            Err(_) => (0, None, 0),
-        })
-        .collect()
+    paths.iter().map(|p| FileStamp::of(p).ok()).collect()
 }
 
 /// Reads a PEM certificate chain and private key into a signing key for rustls.
