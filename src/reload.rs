@@ -7,13 +7,19 @@
 //! when the config or a list fails to load (the error names file, line and key) or when a
 //! category shrank by more than `[reload] max_shrink` — the signature of a list caught
 //! half-written — unless it was forced.
+//!
+//! Only changes to the files the policy is built from count: the watcher sees every file in
+//! their folders, and a busy neighbour (a hit-log database beside the lists, a log file) must
+//! neither keep the debounce open forever nor trigger needless recompiles.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use notify::{RecursiveMode, Watcher};
 
 use crate::config::{ConfigError, LoadedConfig};
@@ -174,20 +180,40 @@ impl Reloader {
         Ok(policy)
     }
 
-    /// Folders to watch: the config file's, every list file's, and those of the devices file
-    /// and the TLS certificate and key.
-    fn watched_folders(&self) -> Vec<PathBuf> {
-        let mut folders = vec![parent_of(&self.config_path)];
-        folders.extend(self.config_files.iter().map(|f| parent_of(f)));
+    /// The files a reload reads: the config file, every list file, the devices file and the
+    /// TLS certificate and key.
+    fn source_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.config_path.clone()];
+        files.extend(self.config_files.iter().cloned());
         for category in self.shared.load().categories() {
-            for file in &category.compiled.files {
-                folders.push(parent_of(&file.path));
+            files.extend(category.compiled.files.iter().map(|f| f.path.clone()));
+        }
+        files
+    }
+
+    /// What to watch: the folders of [`Self::source_files`] (a file replaced by rename is a
+    /// new file in its folder), and the paths within them that count, spelt as the watcher
+    /// reports them (its folder's path joined with the file name).
+    fn watch_set(&self) -> WatchSet {
+        let mut folders = Vec::new();
+        let mut files = HashSet::new();
+        for file in self.source_files() {
+            let folder = parent_of(&file);
+            if let Some(name) = file.file_name() {
+                files.insert(folder.join(name));
             }
+            folders.push(folder);
         }
         folders.sort();
         folders.dedup();
-        folders
+        WatchSet { folders, files }
     }
+}
+
+/// Folders to watch and the files in them whose changes count.
+struct WatchSet {
+    folders: Vec<PathBuf>,
+    files: HashSet<PathBuf>,
 }
 
 fn parent_of(path: &Path) -> PathBuf {
@@ -204,17 +230,30 @@ pub fn spawn(
 ) -> std::io::Result<(mpsc::Sender<Trigger>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel();
     let events = tx.clone();
+    let set = reloader.watch_set();
+    // `None` after a refused reload: until one succeeds, any change in the watched folders
+    // counts (the fix may be a file the refused config names and the last good one did not).
+    let relevant = Arc::new(ArcSwapOption::from_pointee(set.files));
+    let wanted = Arc::clone(&relevant);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && !event.kind.is_access()
-        {
+        lower_this_thread_once();
+        // An error (e.g. the kernel's event queue overflowed) may hide a change: reload.
+        let counts = event.map_or(true, |event| {
+            !event.kind.is_access() && {
+                let wanted = wanted.load();
+                wanted
+                    .as_ref()
+                    .is_none_or(|files| event.paths.iter().any(|p| files.contains(p)))
+            }
+        });
+        if counts {
             let _ = events.send(Trigger::FileEvent);
         }
     })
     .map_err(std::io::Error::other)?;
     // Watch before returning, so that no change made after the server is bound is missed.
     let mut watched = Vec::new();
-    rewatch(&mut watcher, &mut watched, reloader.watched_folders());
+    rewatch(&mut watcher, &mut watched, set.folders);
     let handle = std::thread::Builder::new()
         .name("schooldns-reload".into())
         .spawn(move || {
@@ -245,11 +284,28 @@ pub fn spawn(
                     }
                 }
                 if reloader.reload(force).is_ok() {
-                    rewatch(&mut watcher, &mut watched, reloader.watched_folders());
+                    let set = reloader.watch_set();
+                    relevant.store(Some(Arc::new(set.files)));
+                    rewatch(&mut watcher, &mut watched, set.folders);
+                } else {
+                    relevant.store(None);
                 }
             }
         })?;
     Ok((tx, handle))
+}
+
+/// The watcher's own thread runs our callback for every event in the watched folders: give it
+/// the same low priority as the reload thread, so a burst of events never delays a query.
+fn lower_this_thread_once() {
+    thread_local! {
+        static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    LOWERED.with(|lowered| {
+        if !lowered.replace(true) {
+            crate::priority::lower_priority();
+        }
+    });
 }
 
 fn rewatch(

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use crate::common::{District, free_port, repo_root, spawn_serve};
+use crate::common::{District, free_port, repo_root, spawn_serve, spawn_serve_with};
 
 fn schooldns(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_schooldns"))
@@ -263,7 +263,9 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     )
     .replace("10.1.0.0/16", "127.0.0.0/8");
     let path = d.config(&config);
-    let mut child = spawn_serve(&path, Stdio::piped());
+    // One worker pinned to CPU 0: the threads beside it (hit-log writer, reload) keep off it
+    // when the machine has another core.
+    let mut child = spawn_serve_with(&path, Stdio::piped(), &["--threads", "1", "--cpus", "0"]);
     let query = crate::common::dns::query_message("www.porn.example.", RecordType::A, true)
         .to_vec()
         .unwrap();
@@ -281,6 +283,24 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
         }
     };
     assert_eq!(answer.response_code(), ResponseCode::NXDomain);
+    let affinity = thread_affinities(child.id());
+    let workers: Vec<&String> = affinity
+        .iter()
+        .filter(|(name, _)| name == "schooldns-worke")
+        .map(|(_, cpus)| cpus)
+        .collect();
+    assert!(workers.contains(&&"0".to_string()), "{affinity:?}");
+    let writer = &affinity
+        .iter()
+        .find(|(name, _)| name == "schooldns-hitlo")
+        .expect("the hit-log writer thread")
+        .1;
+    if std::thread::available_parallelism().unwrap().get() > 1 {
+        assert!(
+            !crate::common::parse_cpus(writer).contains(&0),
+            "writer on the worker's CPU: {affinity:?}"
+        );
+    }
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -301,6 +321,22 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
     assert_eq!(exit.code(), Some(0), "{log}");
     assert!(log.contains("serving") && log.contains("stopped"), "{log}");
+}
+
+/// (thread name, `Cpus_allowed_list`) of every thread of a process.
+fn thread_affinities(pid: u32) -> Vec<(String, String)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap_or_default();
+        threads.push((name.trim().to_string(), cpus.trim().to_string()));
+    }
+    threads
 }
 
 #[test]

@@ -345,6 +345,74 @@ async fn lists_reload_live_and_a_broken_reload_keeps_the_old_policy() {
     s.stop().await;
 }
 
+/// Only the files the policy is built from trigger reloads: a file written without pause beside
+/// the lists (a hit-log database, a log) neither reloads nor holds back a real change, and a
+/// list file that a refused config named is picked up once it appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_policy_files_trigger_reloads() {
+    let s = TestServer::start().await;
+    let busy = s.district.path("lists/busy.log");
+    let until = Instant::now() + Duration::from_millis(1200);
+    while Instant::now() < until {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&busy)
+            .unwrap();
+        writeln!(f, "a line").unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.reload_stats.succeeded.load(Ordering::SeqCst), 0);
+    assert_eq!(s.reload_stats.failed.load(Ordering::SeqCst), 0);
+
+    // A real change reloads even while the neighbour keeps writing.
+    let q = query_message("new.example.", RecordType::A, true);
+    s.district.write(
+        "lists/adult.txt",
+        "porn.example\nblocked-target.example\nnew.example\n",
+    );
+    for _ in 0..20 {
+        std::fs::write(&busy, "more\n").unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_until("the reload", || {
+        s.reload_stats.succeeded.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    assert_eq!(
+        udp_query(s.udp, SCHOOL, &q).await.response_code(),
+        ResponseCode::NXDomain
+    );
+
+    // The config names a list that does not exist yet: refused; creating it is enough.
+    let config_path = s.district.path("schooldns.toml");
+    let good = std::fs::read_to_string(&config_path).unwrap();
+    let extra = s.district.path("lists/extra.txt");
+    let with_extra = good.replace(
+        "lists/adult.txt\"]",
+        &format!("lists/adult.txt\", \"{}\"]", extra.display()),
+    );
+    assert_ne!(with_extra, good, "the test config changed shape");
+    std::fs::write(&config_path, with_extra).unwrap();
+    wait_until("the refused reload", || {
+        s.reload_stats.failed.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    s.district.write("lists/extra.txt", "extra.example\n");
+    wait_until("the reload with the new list", || {
+        s.reload_stats.succeeded.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    let q = query_message("extra.example.", RecordType::A, true);
+    assert_eq!(
+        udp_query(s.udp, SCHOOL, &q).await.response_code(),
+        ResponseCode::NXDomain
+    );
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_keep_being_answered_while_lists_are_rewritten() {
     let s = TestServer::start().await;

@@ -39,9 +39,13 @@ pub enum Command {
         /// Config file.
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
-        /// Worker threads answering queries (default: one per core).
+        /// Worker threads answering queries (default: one per core, or one per `--cpus` entry).
         #[arg(long)]
         threads: Option<usize>,
+        /// Pin the query workers to these CPUs, one worker per CPU in turn (`0`, `0,2`, `0-3`).
+        /// Reloads, downloads and the hit-log writer stay free to run on any core.
+        #[arg(long)]
+        cpus: Option<crate::priority::CpuList>,
     },
     /// Ask the running server to reload its policy now (through `[admin] listen`).
     Reload {
@@ -82,7 +86,11 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config, threads } => serve(&config, threads),
+        Command::Serve {
+            config,
+            threads,
+            cpus,
+        } => serve(&config, threads, cpus.map(|c| c.0)),
         Command::Check { config } => check(&config),
         Command::Reload { config, force } => reload(&config, force),
         Command::Hits(args) => hits::run(&args),
@@ -102,16 +110,27 @@ pub fn load_policy(path: &Path) -> anyhow::Result<Policy> {
     Ok(policy::compile(&loaded)?)
 }
 
-fn serve(path: &Path, threads: Option<usize>) -> anyhow::Result<ExitCode> {
+fn serve(
+    path: &Path,
+    threads: Option<usize>,
+    cpus: Option<Vec<usize>>,
+) -> anyhow::Result<ExitCode> {
+    let workers = threads
+        .or(cpus.as_ref().map(Vec::len))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+        .max(1);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all().thread_name("schooldns-worker");
-    if let Some(threads) = threads {
-        runtime.worker_threads(threads.max(1));
+    runtime
+        .enable_all()
+        .thread_name("schooldns-worker")
+        .worker_threads(workers);
+    if let Some(cpus) = cpus {
+        crate::priority::reserve_for_workers(cpus.iter().copied().take(workers).collect());
+        runtime.on_thread_start(pin_workers(cpus, workers));
     }
     let runtime = runtime.build().context("starting the async runtime")?;
-    let workers = threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
     runtime.block_on(async {
         let server = crate::server::Server::bind_with(path, workers.max(1)).await?;
         tracing::info!(
@@ -127,6 +146,26 @@ fn serve(path: &Path, threads: Option<usize>) -> anyhow::Result<ExitCode> {
         server.run(shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The runtime's thread-start hook for `--cpus`: the first `workers` threads it starts are its
+/// workers (the runtime starts them as it is built, before any blocking thread), and each is
+/// pinned to the next CPU of the list in turn. Later threads (the blocking pool) stay free.
+fn pin_workers(cpus: Vec<usize>, workers: usize) -> impl Fn() + Send + Sync + 'static {
+    let started = std::sync::atomic::AtomicUsize::new(0);
+    move || {
+        let index = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if index >= workers || cpus.is_empty() {
+            return;
+        }
+        let cpu = cpus[index % cpus.len()];
+        match crate::priority::pin_to_cpu(cpu) {
+            Ok(()) => tracing::info!(worker = index, cpu, "query worker pinned"),
+            Err(err) => {
+                tracing::warn!(worker = index, cpu, error = %err, "cannot pin query worker")
+            }
+        }
+    }
 }
 
 /// SIGTERM/SIGINT stop the server; SIGHUP reloads the policy; SIGUSR1 reloads it even if a

@@ -133,7 +133,8 @@ impl Store {
                  policy_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
                  ?14, ?15, ?16, ?17)",
             )?;
-            for r in inserts {
+            for (i, r) in inserts.into_iter().enumerate() {
+                crate::priority::yield_now_and_then(i);
                 insert.execute(params![
                     r.time_ms,
                     r.last_seen_ms,

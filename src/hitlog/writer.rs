@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use super::record::{HitEvent, HitRecord};
@@ -34,6 +34,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
 /// Most rows one retention pass deletes before letting batches through again.
 const EXPIRE_BUDGET: usize = 50_000;
+/// Longest nap between looks at an empty queue (the nap doubles from 1 ms while it stays
+/// empty), so a hit waits at most this long before the writer sees it.
+const MAX_NAP: Duration = Duration::from_millis(64);
 
 /// Starts the writer thread.
 pub fn spawn(
@@ -50,6 +53,35 @@ pub fn spawn(
             writer.store = store;
             writer.run(rx)
         })
+}
+
+/// The next message within `wait`, by looking and napping rather than by sleeping inside the
+/// channel. A receiver asleep in the channel must be woken by the sender under the channel's
+/// waker lock; this thread runs in `SCHED_IDLE` and may be preempted while holding that lock,
+/// and a query worker would then wait behind it for as long as its core stays busy (priority
+/// inversion: milliseconds of p99). Never sleeping in the channel keeps senders lock-free.
+fn receive(
+    rx: &Receiver<Message>,
+    wait: Duration,
+    nap: &mut Duration,
+) -> Result<Message, RecvTimeoutError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match rx.try_recv() {
+            Ok(message) => {
+                *nap = Duration::from_millis(1);
+                return Ok(message);
+            }
+            Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) => {}
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(RecvTimeoutError::Timeout);
+        }
+        std::thread::sleep((*nap).min(left));
+        *nap = (*nap * 2).min(MAX_NAP);
+    }
 }
 
 /// Where a remembered record is.
@@ -114,16 +146,18 @@ impl Writer {
 
     fn run(mut self, rx: Receiver<Message>) {
         self.open();
+        let mut nap = Duration::from_millis(1);
         loop {
             let wait = self
                 .next_deadline()
                 .saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
+            match receive(&rx, wait, &mut nap) {
                 Ok(Message::Hit(event)) => {
                     self.accept(&event);
                     // Take whatever else is queued before looking at the clock again.
                     let mut more = 0;
                     while more < MAX_BATCH {
+                        crate::priority::yield_now_and_then(more);
                         match rx.try_recv() {
                             Ok(Message::Hit(event)) => self.accept(&event),
                             Ok(Message::Flush(ack)) => {

@@ -84,14 +84,18 @@ pub fn free_port() -> u16 {
 
 /// Starts the real `schooldns serve` on `config` with one worker thread.
 pub fn spawn_serve(config: &std::path::Path, stderr: std::process::Stdio) -> std::process::Child {
+    spawn_serve_with(config, stderr, &["--threads", "1"])
+}
+
+/// `schooldns serve --config CONFIG` with these extra arguments.
+pub fn spawn_serve_with(
+    config: &std::path::Path,
+    stderr: std::process::Stdio,
+    extra: &[&str],
+) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_schooldns"))
-        .args([
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--threads",
-            "1",
-        ])
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(extra)
         .stdout(std::process::Stdio::null())
         .stderr(stderr)
         .spawn()
@@ -266,4 +270,15 @@ impl TestServer {
             .unwrap();
         self.district
     }
+}
+
+/// CPU numbers of a `Cpus_allowed_list` (`0-1,4`).
+pub fn parse_cpus(list: &str) -> Vec<usize> {
+    list.split(',')
+        .filter(|p| !p.is_empty())
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<usize>>(),
+            None => vec![part.parse().unwrap()],
+        })
+        .collect()
 }
