@@ -47,7 +47,7 @@ pub async fn serve(
 }
 
 /// Serves one connection's requests (HTTP/2 or HTTP/1.1, whichever the client speaks).
-async fn connection<S>(
+pub(crate) async fn connection<S>(
     io: S,
     src: SocketAddr,
     shared: Arc<Encrypted>,

@@ -27,7 +27,7 @@ pub async fn serve(
 
 /// Answers one DoT connection as the device its server name names.
 async fn connection(
-    tls: TlsStream<TcpStream>,
+    tls: Box<TlsStream<TcpStream>>,
     src: SocketAddr,
     shared: Arc<Encrypted>,
     shutdown: watch::Receiver<bool>,
@@ -41,4 +41,34 @@ async fn connection(
     };
     let idle = Duration::from_secs(shared.idle_secs());
     let _ = stream::serve(tls, peer, Arc::clone(&shared.handler), idle, shutdown).await;
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `make` would return, without making one.
+    fn future_size<A, Fut>(_make: impl FnOnce(A) -> Fut) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// An idle connection costs its task's future: it must not hold the TLS stream twice (once
+    /// as an argument, once inside the protocol loop), as it did when the stream moved by
+    /// value (5.5 KiB for DoT).
+    #[test]
+    fn connection_futures_stay_small() {
+        type Args = (
+            Box<TlsStream<TcpStream>>,
+            SocketAddr,
+            Arc<Encrypted>,
+            watch::Receiver<bool>,
+        );
+        let dot = future_size(|(tls, src, shared, shutdown): Args| {
+            connection(tls, src, shared, shutdown)
+        });
+        let doh = future_size(|(tls, src, shared, shutdown): Args| {
+            crate::server::doh::connection(tls, src, shared, shutdown)
+        });
+        assert!(dot <= 1024, "DoT connection future: {dot} bytes");
+        assert!(doh <= 3072, "DoH connection future: {doh} bytes");
+    }
 }

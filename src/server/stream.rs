@@ -42,7 +42,9 @@ pub async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
+    // Made on the first query that waits on an upstream and dropped when none waits: most
+    // connections sit idle with every answer cached, and the channel's first block is 1 KiB.
+    let mut done: Option<Done> = None;
     let mut input = BytesMut::new();
     let mut output: Vec<u8> = Vec::new();
     let mut pending = 0usize;
@@ -59,7 +61,7 @@ where
                 Handled::Pending(query) => {
                     pending += 1;
                     let handler = Arc::clone(&handler);
-                    let done = done_tx.clone();
+                    let done = done.get_or_insert_with(mpsc::unbounded_channel).0.clone();
                     tokio::spawn(async move {
                         let _ = done.send(handler.finish(query).await);
                     });
@@ -92,14 +94,31 @@ where
                     _ => reading = false,
                 }
             }
-            Some(response) = done_rx.recv(), if pending > 0 => {
+            Some(response) = recv(&mut done), if pending > 0 => {
                 pending -= 1;
                 push_framed(&mut output, response);
+                if pending == 0 {
+                    done = None;
+                }
             }
         }
         if input.is_empty() && input.capacity() > 16 * 1024 {
             input = BytesMut::new();
         }
+    }
+}
+
+/// Answers finished by tasks waiting on upstreams.
+type Done = (
+    mpsc::UnboundedSender<Option<Vec<u8>>>,
+    mpsc::UnboundedReceiver<Option<Vec<u8>>>,
+);
+
+/// The next finished answer (only polled while some are pending, so the channel exists).
+async fn recv(done: &mut Option<Done>) -> Option<Option<Vec<u8>>> {
+    match done {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
