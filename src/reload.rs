@@ -197,8 +197,16 @@ impl Reloader {
     fn watch_set(&self) -> WatchSet {
         let mut folders = Vec::new();
         let mut files = HashSet::new();
+        // The watcher reports paths as the current directory joined with the watched folder
+        // (as given, not normalised) and the file name; spell ours the same way.
+        let cwd = std::env::current_dir().unwrap_or_default();
         for file in self.source_files() {
             let folder = parent_of(&file);
+            let folder = if folder.is_absolute() {
+                folder
+            } else {
+                cwd.join(folder)
+            };
             if let Some(name) = file.file_name() {
                 files.insert(folder.join(name));
             }

@@ -400,3 +400,64 @@ fn reload_command_talks_to_the_running_server() {
         .status();
     let _ = child.wait();
 }
+
+/// Run from the district's folder with relative paths (as a systemd unit with
+/// `WorkingDirectory=` does), a list change still reloads: the watcher reports absolute paths.
+#[test]
+fn relative_paths_reload_when_a_list_changes() {
+    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::rr::RecordType;
+    use std::time::{Duration, Instant};
+
+    let d = District::new();
+    d.write("lists/adult.txt", "porn.example\n");
+    let port = free_port();
+    let config = format!(
+        "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = []\n[reload]\ndebounce_ms = 100\n\
+         [hitlog]\npath = \"lists/hits.sqlite\"\n[upstream]\nservers = [\"127.0.0.1:9\"]\n\
+         timeout_ms = 300\n{BASE}"
+    )
+    .replace("@/adult.txt", "lists/adult.txt")
+    .replace("10.1.0.0/16", "127.0.0.0/8");
+    d.config(&config);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_schooldns"))
+        .current_dir(d.dir.path())
+        .args(["serve", "--config", "schooldns.toml", "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let rcode = |name: &str| {
+        let query = crate::common::dns::query_message(name, RecordType::A, true)
+            .to_vec()
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        client.send_to(&query, ("127.0.0.1", port)).unwrap();
+        client
+            .recv(&mut buf)
+            .ok()
+            .map(|n| Message::from_vec(&buf[..n]).unwrap().response_code())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rcode("porn.example.") != Some(ResponseCode::NXDomain) {
+        assert!(Instant::now() < deadline, "schooldns did not start");
+    }
+    d.write("lists/adult.txt", "porn.example\nnew.example\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reloaded = loop {
+        if rcode("new.example.") == Some(ResponseCode::NXDomain) {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(reloaded, "the list change was not picked up");
+}
