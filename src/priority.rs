@@ -79,7 +79,7 @@ pub fn idle_priority() {
 }
 
 /// Steps of a loop between two [`yield_now_and_then`] yields: tens of microseconds of work.
-const STEPS_PER_YIELD: usize = 32;
+pub const STEPS_PER_YIELD: usize = 32;
 
 /// For a long loop in a `SCHED_IDLE` thread: gives the core away every [`STEPS_PER_YIELD`]
 /// steps (`step` counts from 0). `SCHED_IDLE` alone is not enough: the kernel's fair scheduler
