@@ -111,9 +111,15 @@ pub fn answer_for(request: &Message) -> Message {
 
 impl FakeUpstream {
     pub async fn start() -> FakeUpstream {
-        let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).await.unwrap();
+        // UDP picks the port; TCP must get the same one, and another test may already hold
+        // it for TCP: try again with a fresh port then.
+        let (udp, addr, tcp) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            if let Ok(tcp) = TcpListener::bind(addr).await {
+                break (Arc::new(udp), addr, tcp);
+            }
+        };
         let queries = Arc::new(AtomicUsize::new(0));
         let alive = Arc::new(AtomicBool::new(true));
         let (q, a) = (Arc::clone(&queries), Arc::clone(&alive));
