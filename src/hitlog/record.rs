@@ -105,6 +105,22 @@ impl HitRecord {
         })
     }
 
+    /// A key that is equal for two events only when their records' [`HitRecord::repeat_key`]s
+    /// are equal, computed without explaining the event: the same policy version, kept client
+    /// address, names and decision (indices into that policy) explain to the same school,
+    /// device, category and rule. Different events may still share a record under different
+    /// quick keys (a reload in between); the writer then falls back to the record's own key.
+    pub fn quick_repeat_key(event: &HitEvent, keep: ClientAddress) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        event.policy.version().hash(&mut h);
+        kept_client(event.client, keep).hash(&mut h);
+        event.qname.hash(&mut h);
+        event.cname.hash(&mut h);
+        event.decision.hash(&mut h);
+        h.finish()
+    }
+
     /// The fields that make two hits "the same" for folding repeats: who, what, and why.
     pub fn repeat_key(&self) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
@@ -125,18 +141,28 @@ impl HitRecord {
 
 /// The client address as kept: full, masked to IPv4 /24 or IPv6 /56, or not at all.
 pub fn client_address(client: IpAddr, keep: ClientAddress) -> Option<String> {
+    let (address, prefix) = kept_client(client, keep)?;
+    Some(match prefix {
+        Some(prefix) => format!("{address}/{prefix}"),
+        None => address.to_string(),
+    })
+}
+
+/// What [`client_address`] keeps, before it is written out: the address, and the prefix
+/// length when masked.
+fn kept_client(client: IpAddr, keep: ClientAddress) -> Option<(IpAddr, Option<u8>)> {
     let client = match client {
         // An IPv4 client reaching an IPv6 socket is still an IPv4 client.
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
         v4 => v4,
     };
     match keep {
-        ClientAddress::Full => Some(client.to_string()),
+        ClientAddress::Full => Some((client, None)),
         ClientAddress::None => None,
         ClientAddress::Masked => {
             let prefix = if client.is_ipv4() { 24 } else { 56 };
             let net = ipnet::IpNet::new(client, prefix).ok()?.trunc();
-            Some(net.to_string())
+            Some((net.addr(), Some(prefix)))
         }
     }
 }

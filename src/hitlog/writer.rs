@@ -114,6 +114,11 @@ struct Writer {
     remembered: HashMap<u64, (i64, Row)>,
     /// Keys in order of first hit, to forget them once out of the window.
     order: VecDeque<(i64, u64)>,
+    /// Record keys by [`HitRecord::quick_repeat_key`], with when each was learnt, so a repeat
+    /// is folded without explaining its event again.
+    quick: HashMap<u64, (i64, u64)>,
+    /// Quick keys in the order learnt, to forget them with the records.
+    quick_order: VecDeque<(i64, u64)>,
     json: Option<jiff::tz::TimeZone>,
 }
 
@@ -139,6 +144,8 @@ impl Writer {
             oldest: None,
             remembered: HashMap::new(),
             order: VecDeque::new(),
+            quick: HashMap::new(),
+            quick_order: VecDeque::new(),
             json,
             config,
         }
@@ -251,6 +258,18 @@ impl Writer {
     }
 
     fn accept(&mut self, event: &HitEvent) {
+        let at = event.at_ms;
+        // JSON lines carry every hit whole, so the shortcut serves only when they are off.
+        let quick = self
+            .json
+            .is_none()
+            .then(|| HitRecord::quick_repeat_key(event, self.keep));
+        if let Some(quick) = quick
+            && let Some(&(_, key)) = self.quick.get(&quick)
+            && self.fold(key, at)
+        {
+            return;
+        }
         let Some(record) = HitRecord::from_event(event, self.keep) else {
             return;
         };
@@ -258,28 +277,11 @@ impl Writer {
             jsonlog::emit(&super::export::record_json(&record, zone, None));
         }
         let key = record.repeat_key();
-        let at = record.time_ms;
-        if let Some(&(first, row)) = self.remembered.get(&key)
-            && at - first < self.window_ms
-        {
-            self.stats.repeats.fetch_add(1, Ordering::Relaxed);
-            match row {
-                Row::Pending(i) => {
-                    let pending = &mut self.inserts[i].0;
-                    pending.count += 1;
-                    pending.last_seen_ms = pending.last_seen_ms.max(at);
-                }
-                Row::Stored(id) => {
-                    let repeat = self.repeats.entry(id).or_insert(Repeat {
-                        id,
-                        count: 0,
-                        last_seen_ms: at,
-                    });
-                    repeat.count += 1;
-                    repeat.last_seen_ms = repeat.last_seen_ms.max(at);
-                }
-            }
-            self.oldest.get_or_insert_with(Instant::now);
+        if let Some(quick) = quick {
+            self.quick.insert(quick, (at, key));
+            self.quick_order.push_back((at, quick));
+        }
+        if self.fold(key, at) {
             return;
         }
         if self.inserts.len() >= MAX_PENDING {
@@ -292,6 +294,36 @@ impl Writer {
         self.inserts.push((record, key));
         self.stats.pending.fetch_add(1, Ordering::Relaxed);
         self.oldest.get_or_insert_with(Instant::now);
+    }
+
+    /// Folds a hit at `at` into the remembered record `key` if that record's window is still
+    /// open; false when it is not (the hit then starts a new record).
+    fn fold(&mut self, key: u64, at: i64) -> bool {
+        let Some(&(first, row)) = self.remembered.get(&key) else {
+            return false;
+        };
+        if at - first >= self.window_ms {
+            return false;
+        }
+        self.stats.repeats.fetch_add(1, Ordering::Relaxed);
+        match row {
+            Row::Pending(i) => {
+                let pending = &mut self.inserts[i].0;
+                pending.count += 1;
+                pending.last_seen_ms = pending.last_seen_ms.max(at);
+            }
+            Row::Stored(id) => {
+                let repeat = self.repeats.entry(id).or_insert(Repeat {
+                    id,
+                    count: 0,
+                    last_seen_ms: at,
+                });
+                repeat.count += 1;
+                repeat.last_seen_ms = repeat.last_seen_ms.max(at);
+            }
+        }
+        self.oldest.get_or_insert_with(Instant::now);
+        true
     }
 
     /// Commits the batch; on failure keeps it for a retry.
@@ -355,6 +387,15 @@ impl Writer {
                 self.remembered.remove(&key);
             }
         }
+        while let Some(&(learnt, quick)) = self.quick_order.front() {
+            if learnt >= horizon && self.quick_order.len() <= MAX_REMEMBERED {
+                break;
+            }
+            self.quick_order.pop_front();
+            if self.quick.get(&quick).is_some_and(|&(l, _)| l == learnt) {
+                self.quick.remove(&quick);
+            }
+        }
     }
 
     fn expire(&mut self) {
@@ -398,6 +439,85 @@ impl Writer {
 mod tests {
     use super::*;
     use crate::hitlog::tests::{event, policy};
+
+    /// Repeats fold by the quick key without explaining the event again, across masked
+    /// clients of one network, and still into the same record after a reload changes the
+    /// policy version (the quick key differs, the record's key does not).
+    #[test]
+    fn repeats_fold_by_quick_key_and_across_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HitlogConfig {
+            path: dir.path().join("hits.sqlite"),
+            client_address: ClientAddress::Masked,
+            ..HitlogConfig::default()
+        };
+        let stats = Arc::new(HitStats::default());
+        let mut writer = Writer::new(config.clone(), Arc::clone(&stats));
+        writer.store = Some(Store::open(&config.path).unwrap());
+        let before = policy();
+        let text = "[profiles.p]\n[[schools]]\nid = \"a\"\nname = \"A\"\n\
+                    networks = [\"10.0.0.0/8\"]\nprofile = \"p\"\n# reloaded\n";
+        let loaded =
+            crate::config::LoadedConfig::parse(std::path::Path::new("c.toml"), text.into())
+                .unwrap();
+        let after = Arc::new(crate::policy::compile(&loaded).unwrap());
+        assert_ne!(before.version(), after.version());
+        let hit = |policy: &Arc<crate::policy::Policy>, client: &str, name: &str| {
+            let client: std::net::IpAddr = client.parse().unwrap();
+            let name = crate::name::QueryName::from_user(name).unwrap();
+            HitEvent {
+                at_ms: now_ms(),
+                client,
+                protocol: "udp",
+                qtype: 1,
+                qname: name.as_str().into(),
+                cname: None,
+                decision: policy.decide(client, &name),
+                policy: Arc::clone(policy),
+            }
+        };
+        writer.accept(&hit(&before, "10.0.0.1", "x.example"));
+        writer.accept(&hit(&before, "10.0.0.2", "x.example"));
+        writer.accept(&hit(&after, "10.0.0.1", "x.example"));
+        writer.accept(&hit(&before, "10.0.0.1", "y.example"));
+        writer.accept(&hit(&before, "10.0.1.1", "x.example"));
+        let counts: Vec<(&str, i64)> = writer
+            .inserts
+            .iter()
+            .map(|(r, _)| (r.qname.as_str(), r.count))
+            .collect();
+        assert_eq!(
+            counts,
+            [("x.example", 3), ("y.example", 1), ("x.example", 1)]
+        );
+        assert_eq!(
+            writer.quick.len(),
+            4,
+            "one quick key per policy × client net × name"
+        );
+        assert_eq!(stats.repeats.load(Ordering::Relaxed), 2);
+        writer.write();
+        // Once stored, a repeat becomes an update of the stored row.
+        writer.accept(&hit(&after, "10.0.0.9", "x.example"));
+        assert!(writer.inserts.is_empty());
+        writer.write();
+        let rows: Vec<(String, i64)> = rusqlite::Connection::open(&config.path)
+            .unwrap()
+            .prepare("SELECT qname || ' ' || client, count FROM hits ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("x.example 10.0.0.0/24".to_string(), 4),
+                ("y.example 10.0.0.0/24".to_string(), 1),
+                ("x.example 10.0.1.0/24".to_string(), 1),
+            ]
+        );
+    }
 
     /// A full disk (SQLITE_FULL) keeps the batch, counts the error, and the batch is written
     /// once there is room again.

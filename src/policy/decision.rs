@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::lists::Scope;
 
 /// How a blocked name is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BlockAnswer {
     /// NXDOMAIN.
     Nxdomain,
@@ -34,7 +34,7 @@ impl BlockAnswer {
 }
 
 /// The outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Verdict {
     /// Resolve upstream as asked.
     Allow,
@@ -59,7 +59,7 @@ impl Verdict {
 }
 
 /// Where a deciding rule came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RuleSource {
     /// A line of a list file.
     List {
@@ -81,7 +81,7 @@ pub enum RuleSource {
 }
 
 /// The rule that decided (or was overridden).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rule {
     /// Where it came from.
     pub source: RuleSource,
@@ -94,7 +94,7 @@ pub struct Rule {
 }
 
 /// The policy's answer for one client and one name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Decision {
     /// What to do.
     pub verdict: Verdict,
