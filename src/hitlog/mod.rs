@@ -250,8 +250,17 @@ pub(crate) mod tests {
     use crate::name::QueryName;
 
     pub(crate) fn event(policy: &Arc<crate::policy::Policy>, i: usize) -> HitEvent {
-        let client: std::net::IpAddr = "10.0.0.1".parse().unwrap();
-        let name = QueryName::from_user(&format!("n{i}.example")).unwrap();
+        event_from(policy, "10.0.0.1", &format!("n{i}.example"))
+    }
+
+    /// A hit now from `client` for `name`, decided by `policy`.
+    pub(crate) fn event_from(
+        policy: &Arc<crate::policy::Policy>,
+        client: &str,
+        name: &str,
+    ) -> HitEvent {
+        let client: std::net::IpAddr = client.parse().unwrap();
+        let name = QueryName::from_user(name).unwrap();
         HitEvent {
             at_ms: now_ms(),
             client,

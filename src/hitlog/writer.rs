@@ -438,7 +438,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hitlog::tests::{event, policy};
+    use crate::hitlog::tests::{event, event_from, policy};
 
     /// Repeats fold by the quick key without explaining the event again, across masked
     /// clients of one network, and still into the same record after a reload changes the
@@ -462,25 +462,11 @@ mod tests {
                 .unwrap();
         let after = Arc::new(crate::policy::compile(&loaded).unwrap());
         assert_ne!(before.version(), after.version());
-        let hit = |policy: &Arc<crate::policy::Policy>, client: &str, name: &str| {
-            let client: std::net::IpAddr = client.parse().unwrap();
-            let name = crate::name::QueryName::from_user(name).unwrap();
-            HitEvent {
-                at_ms: now_ms(),
-                client,
-                protocol: "udp",
-                qtype: 1,
-                qname: name.as_str().into(),
-                cname: None,
-                decision: policy.decide(client, &name),
-                policy: Arc::clone(policy),
-            }
-        };
-        writer.accept(&hit(&before, "10.0.0.1", "x.example"));
-        writer.accept(&hit(&before, "10.0.0.2", "x.example"));
-        writer.accept(&hit(&after, "10.0.0.1", "x.example"));
-        writer.accept(&hit(&before, "10.0.0.1", "y.example"));
-        writer.accept(&hit(&before, "10.0.1.1", "x.example"));
+        writer.accept(&event_from(&before, "10.0.0.1", "x.example"));
+        writer.accept(&event_from(&before, "10.0.0.2", "x.example"));
+        writer.accept(&event_from(&after, "10.0.0.1", "x.example"));
+        writer.accept(&event_from(&before, "10.0.0.1", "y.example"));
+        writer.accept(&event_from(&before, "10.0.1.1", "x.example"));
         let counts: Vec<(&str, i64)> = writer
             .inserts
             .iter()
@@ -498,7 +484,7 @@ mod tests {
         assert_eq!(stats.repeats.load(Ordering::Relaxed), 2);
         writer.write();
         // Once stored, a repeat becomes an update of the stored row.
-        writer.accept(&hit(&after, "10.0.0.9", "x.example"));
+        writer.accept(&event_from(&after, "10.0.0.9", "x.example"));
         assert!(writer.inserts.is_empty());
         writer.write();
         let rows: Vec<(String, i64)> = rusqlite::Connection::open(&config.path)
