@@ -7,6 +7,7 @@
 //! - `clients`: kdig, curl and headless Chromium against the encrypted listeners.
 //! - `server`: the real server on loopback with a fake upstream: answers, blocks, cache, reloads.
 //! - `devices`: home devices over DoT and DoH with a test CA: tokens, setup pages, edits.
+//! - `http2`: DoH's own HTTP/2 connection driven by an independent client (the `h2` crate).
 //! - `shipped`: the shipped config and every shipped blocklist.
 
 mod alloc;
@@ -15,6 +16,7 @@ mod clients;
 mod common;
 mod devices;
 mod hitlog;
+mod http2;
 mod parsers;
 mod policy;
 mod server;

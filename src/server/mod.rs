@@ -15,11 +15,13 @@ pub mod dot;
 pub mod encrypted;
 pub mod fast;
 pub mod handler;
+pub mod http2;
 pub mod response;
 pub mod stream;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
