@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use loona_hpack::Decoder;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
@@ -14,6 +13,7 @@ use super::frame::{
     flag, kind, setting,
 };
 use super::headers::{self, HeadError, RequestHead};
+use super::hpack::Decoder;
 use crate::server::web::{Later, Reply, Request, Response, Service};
 
 /// Bounds on what one connection may ask of the server.
@@ -97,7 +97,7 @@ struct Continuation {
 pub struct Connection {
     limits: Limits,
     phase: Phase,
-    decoder: Decoder<'static>,
+    decoder: Decoder,
     streams: Vec<Stream>,
     continuation: Option<Continuation>,
     /// Highest stream id the client opened (and this side accepted for processing).
@@ -128,8 +128,7 @@ impl Connection {
     /// A connection that has sent nothing yet; [`Connection::output`] holds this side's
     /// SETTINGS, which may be sent before the client's preface arrives (§3.4).
     pub fn new(limits: Limits) -> Connection {
-        let mut decoder = Decoder::new();
-        decoder.set_max_allowed_table_size(HEADER_TABLE_SIZE);
+        let decoder = Decoder::new(HEADER_TABLE_SIZE);
         let mut output = Vec::new();
         frame::settings(
             &mut output,
@@ -790,7 +789,7 @@ mod tests {
     struct Client {
         connection: Connection,
         encoder: Encoder<'static>,
-        decoder: Decoder<'static>,
+        decoder: loona_hpack::Decoder<'static>,
     }
 
     impl Client {
@@ -798,7 +797,7 @@ mod tests {
             let mut client = Client {
                 connection: Connection::new(limits),
                 encoder: Encoder::new(),
-                decoder: Decoder::new(),
+                decoder: loona_hpack::Decoder::new(),
             };
             let mut bytes = PREFACE.to_vec();
             frame::settings(&mut bytes, settings);

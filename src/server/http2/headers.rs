@@ -1,12 +1,10 @@
-//! HTTP/2 header blocks. Requests are decoded with HPACK (RFC 7541; loona-hpack keeps the
-//! client's dynamic table) and checked as RFC 9113 §8.2–8.3 asks. Responses are encoded from
+//! HTTP/2 header blocks. Requests are decoded with HPACK (RFC 7541, `hpack.rs`) and checked as RFC 9113 §8.2–8.3 asks. Responses are encoded from
 //! the static table and plain literals, never indexed: the client's decoder table stays empty,
 //! and this side remembers nothing per connection for it.
 
-use std::borrow::Cow;
-
 use http::Method;
-use loona_hpack::Decoder;
+
+use super::hpack::Decoder;
 
 /// The request head of one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,15 +89,13 @@ impl Fields {
 /// always decoded, even when the request turns out malformed, so the decoder's table stays in
 /// step with the client's encoder. `limit` bounds the decoded header list.
 pub fn decode_request(
-    decoder: &mut Decoder<'static>,
+    decoder: &mut Decoder,
     block: &[u8],
     limit: usize,
 ) -> Result<RequestHead, HeadError> {
     let mut fields = Fields::default();
     decoder
-        .decode_with_cb(block, |name: Cow<[u8]>, value: Cow<[u8]>| {
-            fields.take(&name, &value, limit)
-        })
+        .decode(block, |name, value| fields.take(name, value, limit))
         .map_err(|_| HeadError::Compression)?;
     if let Some(reason) = fields.error {
         return Err(HeadError::Malformed(reason));
@@ -116,14 +112,14 @@ pub fn decode_request(
 
 /// Decodes a trailer block (after a request body): only its validity matters.
 pub fn decode_trailers(
-    decoder: &mut Decoder<'static>,
+    decoder: &mut Decoder,
     block: &[u8],
     limit: usize,
 ) -> Result<(), HeadError> {
     let mut size = 0usize;
     let mut pseudo = false;
     decoder
-        .decode_with_cb(block, |name: Cow<[u8]>, value: Cow<[u8]>| {
+        .decode(block, |name, value| {
             size += name.len() + value.len() + 32;
             pseudo |= name.first() == Some(&b':');
         })
@@ -224,8 +220,9 @@ fn integer(out: &mut Vec<u8>, high: u8, prefix_bits: u32, mut value: usize) {
 mod tests {
     use super::*;
 
+    /// Decodes with loona-hpack, a decoder independent of ours.
     fn decoded(block: &[u8]) -> Vec<(String, String)> {
-        Decoder::new()
+        loona_hpack::Decoder::new()
             .decode(block)
             .unwrap()
             .into_iter()
@@ -286,7 +283,7 @@ mod tests {
     /// dynamic table, then C.4.2 using that entry.
     #[test]
     fn requests_decode_with_the_dynamic_table() {
-        let mut decoder = Decoder::new();
+        let mut decoder = Decoder::new(4096);
         let first = hex("828684418cf1e3c2e5f23a6ba0ab90f4ff");
         let head = decode_request(&mut decoder, &first, 16_384).unwrap();
         assert_eq!(head.method, Method::GET);
@@ -298,7 +295,7 @@ mod tests {
 
     #[test]
     fn malformed_requests_are_stream_errors_and_bad_hpack_a_connection_error() {
-        let mut decoder = Decoder::new();
+        let mut decoder = Decoder::new(4096);
         let block = |fields: &[(&str, &str)]| {
             let mut out = Vec::new();
             for (n, v) in fields {

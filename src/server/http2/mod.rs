@@ -16,5 +16,6 @@
 pub mod connection;
 pub mod frame;
 pub mod headers;
+pub mod hpack;
 
 pub use connection::{Limits, serve};
