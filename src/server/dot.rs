@@ -53,7 +53,8 @@ mod tests {
 
     /// An idle connection costs its task's future: it must not hold the TLS stream twice (once
     /// as an argument, once inside the protocol loop), as it did when the stream moved by
-    /// value (5.5 KiB for DoT).
+    /// value (5.5 KiB for DoT), or room for hyper's HTTP/1.1 state in every HTTP/2 one's
+    /// (2.4 KiB for DoH).
     #[test]
     fn connection_futures_stay_small() {
         type Args = (
@@ -69,6 +70,6 @@ mod tests {
             crate::server::doh::connection(tls, src, shared, shutdown)
         });
         assert!(dot <= 1024, "DoT connection future: {dot} bytes");
-        assert!(doh <= 3072, "DoH connection future: {doh} bytes");
+        assert!(doh <= 1024, "DoH connection future: {doh} bytes");
     }
 }

@@ -17,6 +17,7 @@ pub mod fast;
 pub mod handler;
 pub mod http2;
 pub mod response;
+pub mod scratch;
 pub mod stream;
 pub mod tcp;
 pub mod tls;

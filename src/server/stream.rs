@@ -4,17 +4,19 @@
 //! need nothing are written at once, and queries waiting on an upstream run in their own tasks
 //! and are written when they finish, in whatever order (RFC 7766 §6.2.1.1, RFC 7858 §3.3), so
 //! a slow upstream answer never holds up a cached one behind it. Answers ready together go out
-//! in one write (one TLS record for DoT). Reading uses only cancel-safe `read_buf` calls, so
+//! in one write (one TLS record for DoT). Reading uses only cancel-safe reads (through the
+//! per-thread scratch buffer of `scratch.rs`), so
 //! waiting for the next query and for a finished answer happen in one `select!`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 use super::handler::{Handled, Handler, Origin, Protocol};
+use super::scratch;
 
 /// Most queries of one connection waiting on upstreams at once; beyond it reading pauses.
 const MAX_PENDING_PER_CONNECTION: usize = 128;
@@ -71,23 +73,18 @@ where
         if !output.is_empty() {
             stream.write_all(&output).await?;
             stream.flush().await?;
-            output.clear();
-            // An idle connection should not keep a burst's buffer.
-            if output.capacity() > 16 * 1024 {
-                output = Vec::new();
-            }
+            // An idle connection keeps no output buffer either.
+            output = Vec::new();
         }
         if !reading && pending == 0 {
             let _ = stream.shutdown().await;
             return Ok(());
         }
-        if input.capacity() - input.len() < 256 {
-            input.reserve(512);
-        }
+        scratch::release_if_empty(&mut input);
         let can_read = reading && pending < MAX_PENDING_PER_CONNECTION;
         tokio::select! {
             _ = shutdown.wait_for(|&s| s), if reading => reading = false,
-            read = tokio::time::timeout(idle, stream.read_buf(&mut input)), if can_read => {
+            read = tokio::time::timeout(idle, scratch::read_into(&mut stream, &mut input)), if can_read => {
                 match read {
                     Ok(Ok(n)) if n > 0 => {}
                     // Closed, failed or idle: answer what was read, then close.
@@ -101,9 +98,6 @@ where
                     done = None;
                 }
             }
-        }
-        if input.is_empty() && input.capacity() > 16 * 1024 {
-            input = BytesMut::new();
         }
     }
 }

@@ -48,6 +48,8 @@ pub async fn connection(
         let service = DohService { shared, src };
         let _ = http2::serve(tls, service, http2::Limits::default(), idle, shutdown).await;
     } else {
-        http1::connection(tls, src, shared, shutdown).await;
+        // Boxed: hyper's connection state is large, and only the rare HTTP/1.1 client should
+        // pay for it, not every idle HTTP/2 connection's task.
+        Box::pin(http1::connection(tls, src, shared, shutdown)).await;
     }
 }

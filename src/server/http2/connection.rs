@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 use super::frame::{
@@ -14,6 +14,7 @@ use super::frame::{
 };
 use super::headers::{self, HeadError, RequestHead};
 use super::hpack::Decoder;
+use crate::server::scratch;
 use crate::server::web::{Later, Reply, Request, Response, Service};
 
 /// Bounds on what one connection may ask of the server.
@@ -693,10 +694,8 @@ where
         if !connection.output.is_empty() {
             io.write_all(&connection.output).await?;
             io.flush().await?;
-            connection.output.clear();
-            if connection.output.capacity() > 16 * 1024 {
-                connection.output = Vec::new();
-            }
+            // An idle connection keeps no output buffer.
+            connection.output = Vec::new();
         }
         if let Some(error) = connection.failed {
             tracing::debug!(?error, "HTTP/2 connection error");
@@ -715,9 +714,7 @@ where
             let _ = io.shutdown().await;
             return Ok(());
         }
-        if input.capacity() - input.len() < 256 {
-            input.reserve(512);
-        }
+        scratch::release_if_empty(&mut input);
         let wait = if connection.going_away {
             CLOSE_GRACE
         } else {
@@ -725,7 +722,7 @@ where
         };
         tokio::select! {
             _ = shutdown.wait_for(|&s| s), if !connection.going_away => connection.go_away(),
-            read = tokio::time::timeout(wait, io.read_buf(&mut input)), if reading => match read {
+            read = tokio::time::timeout(wait, scratch::read_into(&mut io, &mut input)), if reading => match read {
                 Ok(Ok(n)) if n > 0 => {}
                 // Closed or failed: finish what is answered, write nothing more to a reader
                 // that is gone.
@@ -741,9 +738,6 @@ where
                     done = None;
                 }
             }
-        }
-        if input.is_empty() && input.capacity() > 16 * 1024 {
-            input = BytesMut::new();
         }
     }
 }

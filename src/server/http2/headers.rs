@@ -111,11 +111,7 @@ pub fn decode_request(
 }
 
 /// Decodes a trailer block (after a request body): only its validity matters.
-pub fn decode_trailers(
-    decoder: &mut Decoder,
-    block: &[u8],
-    limit: usize,
-) -> Result<(), HeadError> {
+pub fn decode_trailers(decoder: &mut Decoder, block: &[u8], limit: usize) -> Result<(), HeadError> {
     let mut size = 0usize;
     let mut pseudo = false;
     decoder

@@ -228,17 +228,13 @@ impl Decoder {
 
 /// An integer with a `prefix`-bit prefix (§5.1), consumed from the front of `rest`.
 fn integer(rest: &mut &[u8], prefix: u32) -> Result<usize, HpackError> {
-    let (&first, mut tail) = rest
-        .split_first()
-        .ok_or(HpackError("truncated integer"))?;
+    let (&first, mut tail) = rest.split_first().ok_or(HpackError("truncated integer"))?;
     let mask = (1usize << prefix) - 1;
     let mut value = usize::from(first) & mask;
     if value == mask {
         let mut shift = 0;
         loop {
-            let (&byte, next) = tail
-                .split_first()
-                .ok_or(HpackError("truncated integer"))?;
+            let (&byte, next) = tail.split_first().ok_or(HpackError("truncated integer"))?;
             tail = next;
             // Four continuation bytes reach 2^28, far above any size this server accepts.
             if shift > 21 {
@@ -309,7 +305,10 @@ mod tests {
     fn rfc_7541_c4_requests_with_huffman_coding() {
         let mut decoder = Decoder::new(4096);
         assert_eq!(
-            fields(&mut decoder, &hex("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff")),
+            fields(
+                &mut decoder,
+                &hex("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff")
+            ),
             pairs(&[
                 (":method", "GET"),
                 (":scheme", "http"),
@@ -355,7 +354,10 @@ mod tests {
              2032 303a 3133 3a32 3120 474d 546e 1768 7474 7073 3a2f 2f77 7777 2e65 7861 6d70
              6c65 2e63 6f6d",
         );
-        assert_eq!(fields(&mut decoder, &first)[0], pairs(&[(":status", "302")])[0]);
+        assert_eq!(
+            fields(&mut decoder, &first)[0],
+            pairs(&[(":status", "302")])[0]
+        );
         assert_eq!(decoder.size, 222);
         let second = hex("4803 3330 37c1 c0bf");
         assert_eq!(
@@ -380,12 +382,21 @@ mod tests {
             (&[0x80][..], "index 0"),
             (&[0xc0 | 62][..], "index beyond the tables"),
             (&[0xff][..], "truncated integer"),
-            (&[0xff, 0xff, 0xff, 0xff, 0xff, 0x7f][..], "integer too large"),
+            (
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0x7f][..],
+                "integer too large",
+            ),
             (&[0x40, 0x05, b'a'][..], "truncated string"),
-            (&[0x3f, 0xe2, 0x1f][..], "table size above the announced setting"),
+            (
+                &[0x3f, 0xe2, 0x1f][..],
+                "table size above the announced setting",
+            ),
             (&[0x82, 0x20][..], "table size update after a field"),
             // 32 one-bits: the EOS code (30 ones) inside a string is invalid (§5.2).
-            (&[0x00, 0x84, 0xff, 0xff, 0xff, 0xff, 0x00][..], "bad Huffman code"),
+            (
+                &[0x00, 0x84, 0xff, 0xff, 0xff, 0xff, 0x00][..],
+                "bad Huffman code",
+            ),
         ] {
             assert_eq!(decoder.decode(block, |_, _| {}), Err(HpackError(why)));
         }
