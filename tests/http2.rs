@@ -8,9 +8,10 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::common::TestServer;
 use crate::common::dns::query_message;
 use crate::common::tls::{HOSTNAME, TestPki, connect};
-use crate::devices::{PRIMARY, STAFF, start};
+use crate::devices::{DEVICES, PRIMARY, STAFF, encrypted_config, start};
 
 type Client = h2::client::SendRequest<Bytes>;
 
@@ -165,13 +166,13 @@ async fn a_misbehaving_client_is_cut_off_and_others_are_served() {
     bytes.extend_from_slice(&[0, 0, 1, 1, 5, 0, 0, 0, 2, 0x82]);
     bad.write_all(&bytes).await.unwrap();
     let mut reply = Vec::new();
-    let read = tokio::time::timeout(
+    // The server closes the connection (a missing close_notify is fine: the bytes are in).
+    let _closed = tokio::time::timeout(
         std::time::Duration::from_secs(5),
         bad.read_to_end(&mut reply),
     )
     .await
     .expect("the server closes the connection");
-    drop(read);
     // The server's SETTINGS, its ACK of ours, then GOAWAY with PROTOCOL_ERROR (1).
     let goaway = reply
         .windows(9)
@@ -180,4 +181,33 @@ async fn a_misbehaving_client_is_cut_off_and_others_are_served() {
     assert_eq!(reply[goaway + 13..goaway + 17], [0, 0, 0, 1]);
     let answer = post(good, STAFF, &query("still.example.net.", 9), 512).await;
     assert_eq!(answer.response_code(), ResponseCode::NoError);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_with_goaway() {
+    let pki = TestPki::new();
+    let config = encrypted_config("").replace("hostname = ", "idle_timeout_secs = 1\nhostname = ");
+    let s = TestServer::start_prepared(&config, |district| {
+        pki.write(district.dir.path());
+        district.write("devices.toml", DEVICES);
+    })
+    .await;
+    let doh = s.doh.unwrap();
+    let tls = connect(pki.client_config(&[b"h2"]), doh, HOSTNAME)
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tls).await.unwrap();
+    let connection = tokio::spawn(connection);
+    // The h2 client closes by itself once every handle is dropped: keep one.
+    let answer = post(client.clone(), STAFF, &query("idle.example.net.", 3), 512).await;
+    assert_eq!(answer.response_code(), ResponseCode::NoError);
+    // The server says GOAWAY (NO_ERROR) after a quiet second and closes; the client's
+    // connection then ends cleanly.
+    let started = std::time::Instant::now();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), connection)
+        .await
+        .expect("the server closes an idle connection");
+    assert!(ended.unwrap().is_ok(), "a graceful close, not an error");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    drop(client);
 }
