@@ -663,7 +663,7 @@ type Done = (
 
 /// Serves one HTTP/2 connection until the client closes it, it is idle for `idle`, a
 /// connection error, or `shutdown` (then streams in progress finish first, for up to
-/// [`CLOSE_GRACE`]).
+/// five seconds).
 pub async fn serve<S, V>(
     mut io: S,
     service: V,
