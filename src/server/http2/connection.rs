@@ -43,6 +43,10 @@ impl Default for Limits {
 const HEADER_TABLE_SIZE: usize = 4096;
 /// After a GOAWAY, how long streams still in progress may take before the connection closes.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Most answers of one connection running in tasks at once; beyond it reading pauses. Streams
+/// the client resets leave the stream limit at once but their tasks run on, so without this a
+/// client opening and resetting streams (the "rapid reset" attack) could start unbounded work.
+const MAX_PENDING: usize = 128;
 /// Top up the client's connection window once this much of it is used.
 const WINDOW_TOP_UP: i64 = DEFAULT_WINDOW / 2;
 
@@ -722,7 +726,7 @@ where
         };
         tokio::select! {
             _ = shutdown.wait_for(|&s| s), if !connection.going_away => connection.go_away(),
-            read = tokio::time::timeout(wait, scratch::read_into(&mut io, &mut input)), if reading => match read {
+            read = tokio::time::timeout(wait, scratch::read_into(&mut io, &mut input)), if reading && pending < MAX_PENDING => match read {
                 Ok(Ok(n)) if n > 0 => {}
                 // Closed or failed: finish what is answered, write nothing more to a reader
                 // that is gone.
