@@ -8,7 +8,9 @@
 #   bash benches/load.sh                 # DURATION=10 NAMES=1000000 THREADS=1 by default
 #
 # Needs: unbound, dnsperf, taskset (apt-get install unbound dnsperf util-linux), python3.
-# Uses loopback ports 5399-5401 only; every dnsperf run is bounded by DURATION seconds.
+# The same run also measures the floor: bench_echo, which only echoes each query back with the
+# same batched socket calls, so its CPU per query is what the kernel alone costs.
+# Uses loopback ports 5399-5403 only; every dnsperf run is bounded by DURATION seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
@@ -25,7 +27,7 @@ mkdir -p "$WORK"
 for tool in unbound dnsperf taskset python3 curl dig; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install unbound dnsperf util-linux)" >&2; exit 1; }
 done
-cargo build --release --quiet --bin schooldns --example bench_upstream
+cargo build --release --quiet --bin schooldns --example bench_upstream --example bench_echo
 
 echo "== generating $NAMES blocked names and the query files"
 python3 benches/workload.py "$WORK" "$NAMES"
@@ -126,10 +128,22 @@ taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5401 -d "$WORK/hits.txt" -n 1 
 header
 for w in hits blocked mix; do run unbound 5401 "$UPID" "$w"; done
 
+kill "$UPID"; wait "$UPID" 2>/dev/null || true
+
+echo "== echo floor (bench_echo on CPU $SERVER_CPUS: the kernel's cost of one datagram in and out)"
+taskset -c "$SERVER_CPUS" target/release/examples/bench_echo 127.0.0.1:5403 2>/dev/null &
+EPID=$!
+PIDS+=($EPID)
+sleep 0.5
+header
+run echo 5403 "$EPID" mix
+
 echo "== ratios, schooldns / unbound (same run)"
 awk '{q[$1" "$2]=$3; p99[$1" "$2]=$5; cpu[$1" "$2]=$9}
      END {for (w in q) {}; split("hits blocked mix", ws, " ");
           for (i=1;i<=3;i++) {w=ws[i];
             printf "%-8s qps %.2f   p99 %.2f   CPU/query %.2f\n", w,
               q["schooldns "w]/q["unbound "w], p99["schooldns "w]/p99["unbound "w],
-              cpu["schooldns "w]/cpu["unbound "w]}}' "$WORK/results.txt"
+              cpu["schooldns "w]/cpu["unbound "w]};
+          printf "echo floor: CPU/query %.2f of Unbound on the mix; schooldns above the floor: %.2f us/query\n",
+            cpu["echo mix"]/cpu["unbound mix"], cpu["schooldns mix"]-cpu["echo mix"]}' "$WORK/results.txt"

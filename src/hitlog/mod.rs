@@ -10,13 +10,16 @@
 //! - [`time`]: `--since 24h` / `2026-11-01` parsing and local-time formatting.
 //! - [`jsonlog`]: each hit as one JSON line through `tracing`.
 //!
-//! The query path only ever calls [`HitSender::record`], a non-blocking send into a bounded
-//! channel: when the writer falls behind, the hit is counted as dropped (metric and a
+//! - [`queue`]: the wait-free hand-off from query threads to the writer.
+//!
+//! The query path only ever calls [`HitSender::record`], a push into its thread's bounded
+//! ring: when the writer falls behind, the hit is counted as dropped (metric and a
 //! rate-limited warning), never waited for.
 
 pub mod export;
 pub mod jsonlog;
 pub mod query;
+pub mod queue;
 pub mod record;
 pub mod store;
 pub mod time;
@@ -25,21 +28,13 @@ pub mod writer;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc;
 
 pub use record::{HitEvent, HitRecord};
 
-use crate::config::HitlogConfig;
+use queue::{Control, HitQueue, Refused};
 
-/// What travels to the writer thread.
-pub enum Message {
-    /// A blocked query.
-    Hit(HitEvent),
-    /// Write everything received so far, then answer.
-    Flush(mpsc::Sender<()>),
-    /// Write everything and stop.
-    Stop,
-}
+use crate::config::HitlogConfig;
 
 /// Hit-log counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -130,7 +125,7 @@ impl HitStats {
 /// The query path's handle: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct HitSender {
-    tx: Option<SyncSender<Message>>,
+    queue: Option<HitQueue>,
     stats: Arc<HitStats>,
 }
 
@@ -138,36 +133,34 @@ impl HitSender {
     /// A sender that records nothing (`[hitlog] enabled = false`).
     pub fn disabled() -> HitSender {
         HitSender {
-            tx: None,
+            queue: None,
             stats: Arc::new(HitStats::default()),
         }
     }
 
     /// Whether hits are recorded at all.
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.queue.is_some()
     }
 
-    /// Hands a hit to the writer without waiting; a full queue drops and counts it.
+    /// Hands a hit to the writer without waiting; a full ring drops and counts it.
     pub fn record(&self, event: HitEvent) {
-        let Some(tx) = &self.tx else { return };
+        let Some(queue) = &self.queue else { return };
         let at = event.at_ms;
-        match tx.try_send(Message::Hit(event)) {
+        match queue.push(event) {
             Ok(()) => {
                 self.stats.received.fetch_add(1, Ordering::Relaxed);
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.stats.count_drop(at);
-            }
+            Err(Refused::Full | Refused::Closed) => self.stats.count_drop(at),
         }
     }
 
     /// Waits until every hit sent before this call is on disk (or failed to be written).
     /// Blocks: for tests, benchmarks and shutdown, never the query path.
     pub fn flush(&self) {
-        if let Some(tx) = &self.tx {
+        if let Some(queue) = &self.queue {
             let (ack, done) = mpsc::channel();
-            if tx.send(Message::Flush(ack)).is_ok() {
+            if queue.control(Control::Flush(ack)) {
                 let _ = done.recv();
             }
         }
@@ -200,15 +193,15 @@ impl HitLog {
         {
             tracing::error!(target = %target, error = %err, "cannot open the hit JSON log; hits still go to the database");
         }
-        let (tx, rx) = mpsc::sync_channel(config.queue);
+        let (queue, control) = queue::queue(config.queue);
         let stats = Arc::new(HitStats::default());
         // Opened here, before the first query, so readers find the schema from the start; a
         // failure is the writer's to report and retry.
         let store = store::Store::open(&config.path).ok();
-        let thread = writer::spawn(config.clone(), store, rx, Arc::clone(&stats))?;
+        let thread = writer::spawn(config.clone(), store, control, Arc::clone(&stats))?;
         Ok(HitLog {
             sender: HitSender {
-                tx: Some(tx),
+                queue: Some(queue),
                 stats,
             },
             thread: Some(thread),
@@ -227,8 +220,8 @@ impl HitLog {
 
     /// Writes everything buffered and stops the writer.
     pub fn stop(mut self) {
-        if let Some(tx) = &self.sender.tx {
-            let _ = tx.send(Message::Stop);
+        if let Some(queue) = &self.sender.queue {
+            queue.control(Control::Stop);
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -285,9 +278,9 @@ pub(crate) mod tests {
     #[test]
     fn a_full_queue_drops_and_counts_without_waiting() {
         let policy = policy();
-        let (tx, rx) = mpsc::sync_channel(4);
+        let (queue, control) = queue::queue(4);
         let sender = HitSender {
-            tx: Some(tx),
+            queue: Some(queue),
             stats: Arc::new(HitStats::default()),
         };
         let started = std::time::Instant::now();
@@ -297,7 +290,7 @@ pub(crate) mod tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         assert_eq!(sender.stats.received.load(Ordering::Relaxed), 4);
         assert_eq!(sender.stats.dropped.load(Ordering::Relaxed), 996);
-        drop(rx);
+        drop(control);
         sender.record(event(&policy, 0));
         assert_eq!(sender.stats.dropped.load(Ordering::Relaxed), 997);
     }

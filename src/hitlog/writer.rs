@@ -11,12 +11,13 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
+use super::queue::{Control, HitDrain};
 use super::record::{HitEvent, HitRecord};
 use super::store::{Repeat, Store};
-use super::{HitStats, Message, jsonlog, now_ms};
+use super::{HitStats, jsonlog, now_ms};
 use crate::config::{ClientAddress, HitlogConfig};
 
 /// Oldest a received hit may get before its batch is committed.
@@ -42,7 +43,7 @@ const MAX_NAP: Duration = Duration::from_millis(64);
 pub fn spawn(
     config: HitlogConfig,
     store: Option<Store>,
-    rx: Receiver<Message>,
+    control: Receiver<Control>,
     stats: Arc<HitStats>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -51,37 +52,8 @@ pub fn spawn(
             crate::priority::idle_priority();
             let mut writer = Writer::new(config, stats);
             writer.store = store;
-            writer.run(rx)
+            writer.run(control)
         })
-}
-
-/// The next message within `wait`, by looking and napping rather than by sleeping inside the
-/// channel. A receiver asleep in the channel must be woken by the sender under the channel's
-/// waker lock; this thread runs in `SCHED_IDLE` and may be preempted while holding that lock,
-/// and a query worker would then wait behind it for as long as its core stays busy (priority
-/// inversion: milliseconds of p99). Never sleeping in the channel keeps senders lock-free.
-fn receive(
-    rx: &Receiver<Message>,
-    wait: Duration,
-    nap: &mut Duration,
-) -> Result<Message, RecvTimeoutError> {
-    let deadline = Instant::now() + wait;
-    loop {
-        match rx.try_recv() {
-            Ok(message) => {
-                *nap = Duration::from_millis(1);
-                return Ok(message);
-            }
-            Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
-            Err(TryRecvError::Empty) => {}
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(RecvTimeoutError::Timeout);
-        }
-        std::thread::sleep((*nap).min(left));
-        *nap = (*nap * 2).min(MAX_NAP);
-    }
 }
 
 /// Where a remembered record is.
@@ -151,38 +123,31 @@ impl Writer {
         }
     }
 
-    fn run(mut self, rx: Receiver<Message>) {
+    /// Takes hits from the rings and control messages until stopped. The writer never sleeps
+    /// inside a channel (a sender would then have to wake it under the channel's lock, and
+    /// this `SCHED_IDLE` thread may be preempted holding it): it looks, and naps while there
+    /// is nothing, the nap doubling from 1 ms to [`MAX_NAP`].
+    fn run(mut self, control: Receiver<Control>) {
         self.open();
+        let mut drain = HitDrain::default();
         let mut nap = Duration::from_millis(1);
         loop {
-            let wait = self
-                .next_deadline()
-                .saturating_duration_since(Instant::now());
-            match receive(&rx, wait, &mut nap) {
-                Ok(Message::Hit(event)) => {
-                    self.accept(&event);
-                    // Take whatever else is queued before looking at the clock again.
-                    let mut more = 0;
-                    while more < MAX_BATCH {
-                        crate::priority::yield_now_and_then(more);
-                        match rx.try_recv() {
-                            Ok(Message::Hit(event)) => self.accept(&event),
-                            Ok(Message::Flush(ack)) => {
-                                self.write();
-                                let _ = ack.send(());
-                            }
-                            Ok(Message::Stop) => return self.finish(),
-                            Err(_) => break,
-                        }
-                        more += 1;
+            let taken = self.take(&mut drain, MAX_BATCH);
+            loop {
+                match control.try_recv() {
+                    Ok(Control::Ring(ring)) => drain.add(ring),
+                    Ok(Control::Flush(ack)) => {
+                        // Every hit handed over before the flush is in a ring by now.
+                        self.take_waiting(&mut drain);
+                        self.write();
+                        let _ = ack.send(());
                     }
+                    Ok(Control::Stop) | Err(TryRecvError::Disconnected) => {
+                        self.take_waiting(&mut drain);
+                        return self.finish();
+                    }
+                    Err(TryRecvError::Empty) => break,
                 }
-                Ok(Message::Flush(ack)) => {
-                    self.write();
-                    let _ = ack.send(());
-                }
-                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return self.finish(),
-                Err(RecvTimeoutError::Timeout) => {}
             }
             let due = self.oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER)
                 || self.inserts.len() >= MAX_BATCH;
@@ -192,7 +157,42 @@ impl Writer {
             if Instant::now() >= self.next_expire && self.inserts.is_empty() {
                 self.expire();
             }
+            if taken > 0 {
+                nap = Duration::from_millis(1);
+            } else {
+                let left = self
+                    .next_deadline()
+                    .saturating_duration_since(Instant::now());
+                std::thread::sleep(nap.min(left).max(Duration::from_micros(100)));
+                nap = (nap * 2).min(MAX_NAP);
+            }
         }
+    }
+
+    /// Takes every hit waiting in the rings now (not those arriving meanwhile, so a flush
+    /// ends under any load), committing full batches on the way.
+    fn take_waiting(&mut self, drain: &mut HitDrain) {
+        let mut left = drain.waiting();
+        while left > 0 {
+            let taken = self.take(drain, left.min(MAX_BATCH));
+            if taken == 0 {
+                break;
+            }
+            left = left.saturating_sub(taken);
+            if self.inserts.len() >= MAX_BATCH {
+                self.write();
+            }
+        }
+    }
+
+    /// Takes up to `most` hits from the rings, giving the core away now and then.
+    fn take(&mut self, drain: &mut HitDrain, most: usize) -> usize {
+        let mut step = 0;
+        drain.take(most, |event| {
+            crate::priority::yield_now_and_then(step);
+            step += 1;
+            self.accept(&event);
+        })
     }
 
     /// The next moment something is due: a batch, a retry, or a retention pass.
