@@ -15,7 +15,7 @@ max_entries = 1000000
 listen = "127.0.0.1:5402"
 [hitlog]
 enabled = ${3:-true}
-path = "$2/hits.sqlite"
+path = "$2/hitlog/hits.sqlite"
 [categories.big]
 lists = ["$2/block.txt"]
 [profiles.bench]

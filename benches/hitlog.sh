@@ -34,7 +34,7 @@ ROUNDS=${ROUNDS:-2}
 SERVER_CPUS=${SERVER_CPUS:-0}
 CLIENT_CPUS=${CLIENT_CPUS:-1}
 WORK=target/load
-mkdir -p "$WORK"
+mkdir -p "$WORK/out"
 for tool in dnsperf taskset python3 curl dig; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install dnsperf util-linux curl bind9-dnsutils)" >&2; exit 1; }
 done
@@ -53,7 +53,7 @@ PIDS+=($!)
 
 metric() { curl -s http://127.0.0.1:5402/metrics | awk -v m="$1" '$1 == m {print $2}'; }
 start() { # enabled
-    rm -f "$WORK"/hits.sqlite*
+    rm -f "$WORK"/hitlog/hits.sqlite*
     local confine=()
     [ "${SHARE_CORE:-0}" = 1 ] && confine=(taskset -c "$SERVER_CPUS")
     "${confine[@]}" target/release/schooldns --log warn serve \
@@ -64,11 +64,12 @@ start() { # enabled
     taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/hits.txt" -n 1 -c 4 -q 200 >/dev/null 2>&1
 }
 stop() { kill "$SPID"; wait "$SPID" 2>/dev/null || true; }
-dnsperf_run() { # workload [rate]
-    local rate=()
-    [ -n "${2:-}" ] && rate=(-Q "$2")
+dnsperf_run() { # workload rate [-v]
+    # Per-query lines (-v) go to a file first, in a folder of their own (see load.sh): read
+    # from a pipe by this shell, they would stall dnsperf whenever the shell fell behind.
     taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/$1.txt" -l "$DURATION" \
-        -c 8 -q 500 "${rate[@]}" -v 2>/dev/null
+        -c 8 -q 500 -Q "$2" ${3:-} >"$WORK/out/dnsperf.out" 2>/dev/null
+    cat "$WORK/out/dnsperf.out"
 }
 percentiles() { # dnsperf output → "p50 p99" in µs
     grep -E '^> ' <<<"$1" | awk '{print $NF * 1e6}' | sort -n | awk '
@@ -111,7 +112,7 @@ echo "== 2. p99 with a hit burst in the traffic, hit log off vs on, ${RATE} quer
 for round in $(seq 1 "$ROUNDS"); do
     for enabled in false true; do
         start "$enabled"
-        out=$(dnsperf_run mixburst "$RATE")
+        out=$(dnsperf_run mixburst "$RATE" -v)
         read -r p50 p99 <<<"$(percentiles "$out")"
         qps=$(grep -m1 'Queries per second' <<<"$out" | awk '{print $4}')
         lost=$(grep -m1 'Queries lost' <<<"$out" | awk '{print $3}')

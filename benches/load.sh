@@ -23,7 +23,7 @@ UNBOUND_MODULES=${UNBOUND_MODULES:-iterator}
 SERVER_CPUS=${SERVER_CPUS:-0}
 CLIENT_CPUS=${CLIENT_CPUS:-1}
 WORK=target/load
-mkdir -p "$WORK"
+mkdir -p "$WORK/out"
 for tool in unbound dnsperf taskset python3 curl dig; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install unbound dnsperf util-linux)" >&2; exit 1; }
 done
@@ -77,8 +77,14 @@ run() { # label port pid workload [reload]
         (sleep $((DURATION / 3)); echo "reload-under-load.example" >>"$WORK/block.txt") &
     fi
     before=$(cpu_ticks "$pid")
-    out=$(taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/$workload.txt" \
-        -l "$DURATION" -c 8 -q 500 -v 2>/dev/null)
+    # dnsperf writes its per-query lines (-v) to a file, not into a pipe read by this shell:
+    # a pipe stalls dnsperf whenever the shell, unpinned and competing with the server for a
+    # core, falls behind reading it, and those stalls showed up as milliseconds of p99. The
+    # file is in its own folder: in $WORK, beside the watched list, each write would wake
+    # schooldns's reload watcher and count in its CPU.
+    taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/$workload.txt" \
+        -l "$DURATION" -c 8 -q 500 -v >"$WORK/out/dnsperf.out" 2>/dev/null
+    out=$(<"$WORK/out/dnsperf.out")
     after=$(cpu_ticks "$pid")
     [ -n "$reload" ] && workload="$workload+reload"
     answered=$(grep -m1 'Queries completed' <<<"$out" | awk '{print $3}')

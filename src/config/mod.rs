@@ -436,8 +436,8 @@ pub struct HitlogConfig {
     /// first hit update that record's `count` and `last_seen` instead of adding rows.
     #[serde(default = "default_repeat_window")]
     pub repeat_window_secs: u64,
-    /// Hits buffered between the query path and the writer; beyond it hits are dropped and
-    /// counted, never waited for.
+    /// Hits buffered between each query thread and the writer (one ring per thread); beyond
+    /// it hits are dropped and counted, never waited for.
     #[serde(default = "default_hitlog_queue")]
     pub queue: usize,
     /// Also write every hit as one JSON line: `"stdout"` or a file path. Absent: off.
