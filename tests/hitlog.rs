@@ -651,7 +651,7 @@ fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
     }
 }
 
-/// `kill -9` loses nothing already committed (the writer commits every 200 ms; it runs in
+/// `kill -9` loses nothing already committed (the writer commits new records within 200 ms; it runs in
 /// `SCHED_IDLE`, so a busy test machine may delay it: wait for the commit rather than assume
 /// its timing), and never corrupts the store.
 #[test]
