@@ -146,7 +146,7 @@ for round in $(seq 1 "$ROUNDS"); do
         taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/hits.txt" \
             -l "$((DURATION - 1))" -c 1 -q 10 -Q "$PROBE_RATE" -v >"$WORK/out/probe.out" 2>/dev/null
         wait "$LOAD"
-        read -r p50 p99 <<<"$(percentiles "$(cat "$WORK/out/probe.out")")"
+        read -r p50 p99 <<<"$(percentiles "$(<"$WORK/out/probe.out")")"
         qps=$(grep -m1 'Queries per second' "$WORK/out/burst.out" | awk '{print $4}')
         printf "round %d  hit log %-5s  burst %8.0f qps  probe p50 %5s µs  p99 %5s µs  records %s\n" \
             "$round" "$enabled" "$qps" "$p50" "$p99" "$(metric schooldns_hitlog_records_total)"
