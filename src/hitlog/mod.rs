@@ -51,8 +51,12 @@ pub struct HitStats {
     pub write_errors: AtomicU64,
     /// Records deleted by retention.
     pub expired: AtomicU64,
-    /// Hits received but not yet on disk.
-    pub pending: AtomicU64,
+    /// Hits on disk: each written record's `count` and each repeat folded into a stored
+    /// record, counted when its batch commits.
+    pub stored: AtomicU64,
+    /// Hits received but lost in the writer (buffer full while the disk failed, or stopped
+    /// before they could be written); also counted in `dropped`.
+    pub lost: AtomicU64,
     /// When the last warning about dropped hits was logged (ms since epoch).
     last_drop_warning: AtomicI64,
 }
@@ -100,8 +104,30 @@ impl HitStats {
             out,
             "# HELP schooldns_hitlog_pending Hits received and not yet on disk.\n\
              # TYPE schooldns_hitlog_pending gauge\nschooldns_hitlog_pending {}\n",
-            self.pending.load(Ordering::Relaxed)
+            self.pending()
         );
+    }
+
+    /// Hits received and not yet on disk or lost: those in the rings, in the batch being
+    /// built, and repeats waiting for their record's update.
+    pub fn pending(&self) -> u64 {
+        // Read the writer's counters first: a hit is counted received just after its push, so
+        // the writer may have stored it a moment before; the subtraction saturates.
+        let settled = self.stored.load(Ordering::Relaxed) + self.lost.load(Ordering::Relaxed);
+        self.received
+            .load(Ordering::Relaxed)
+            .saturating_sub(settled)
+    }
+
+    /// Counts hits the writer had received and could not write.
+    fn count_lost(&self, hits: u64, now_ms: i64) {
+        if hits == 0 {
+            return;
+        }
+        self.lost.fetch_add(hits, Ordering::Relaxed);
+        self.dropped
+            .fetch_add(hits.saturating_sub(1), Ordering::Relaxed);
+        self.count_drop(now_ms);
     }
 
     fn count_drop(&self, now_ms: i64) {
@@ -290,8 +316,38 @@ pub(crate) mod tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         assert_eq!(sender.stats.received.load(Ordering::Relaxed), 4);
         assert_eq!(sender.stats.dropped.load(Ordering::Relaxed), 996);
+        assert_eq!(sender.stats.pending(), 4, "hits in the ring are pending");
         drop(control);
         sender.record(event(&policy, 0));
         assert_eq!(sender.stats.dropped.load(Ordering::Relaxed), 997);
+    }
+
+    /// `pending` counts every hit received and not yet on disk, repeats included, and falls
+    /// to zero once they are committed.
+    #[test]
+    fn pending_counts_hits_until_they_are_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HitlogConfig {
+            path: dir.path().join("hits.sqlite"),
+            ..HitlogConfig::default()
+        };
+        let log = HitLog::start(&config).unwrap();
+        let sender = log.sender();
+        let policy = policy();
+        for i in [0, 1, 0, 0] {
+            sender.record(event(&policy, i));
+        }
+        let stats = Arc::clone(sender.stats());
+        assert!(stats.pending() <= 4);
+        log.flush();
+        assert_eq!(stats.pending(), 0);
+        assert_eq!(stats.records.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.stored.load(Ordering::Relaxed), 4);
+        // A repeat of a stored record is pending until its update commits.
+        sender.record(event(&policy, 1));
+        log.flush();
+        assert_eq!(stats.stored.load(Ordering::Relaxed), 5);
+        assert_eq!(stats.pending(), 0);
+        log.stop();
     }
 }

@@ -227,14 +227,22 @@ impl Writer {
     fn finish(mut self) {
         self.write();
         if !self.inserts.is_empty() || !self.repeats.is_empty() {
-            let lost = self.inserts.len() as u64;
+            let hits = self.unwritten_hits();
             tracing::error!(
-                records = lost,
+                records = self.inserts.len(),
+                hits,
                 path = %self.config.path.display(),
                 "stopping with hits that could not be written"
             );
-            self.stats.dropped.fetch_add(lost, Ordering::Relaxed);
+            self.stats.count_lost(hits, now_ms());
         }
+    }
+
+    /// Hits in the batch: the new records' counts and the repeats of stored records.
+    fn unwritten_hits(&self) -> u64 {
+        let records: i64 = self.inserts.iter().map(|(r, _)| r.count).sum();
+        let repeats: i64 = self.repeats.values().map(|r| r.count).sum();
+        (records + repeats) as u64
     }
 
     fn open(&mut self) -> bool {
@@ -290,6 +298,7 @@ impl Writer {
             return;
         }
         let Some(record) = HitRecord::from_event(event, self.keep) else {
+            self.stats.count_lost(1, at);
             return;
         };
         if let Some(zone) = &self.json {
@@ -304,14 +313,13 @@ impl Writer {
             return;
         }
         if self.inserts.len() >= MAX_PENDING {
-            self.stats.count_drop(at);
+            self.stats.count_lost(1, at);
             return;
         }
         self.remembered
             .insert(key, (at, Row::Pending(self.inserts.len())));
         self.order.push_back((at, key));
         self.inserts.push((record, key));
-        self.stats.pending.fetch_add(1, Ordering::Relaxed);
         self.oldest.get_or_insert_with(Instant::now);
     }
 
@@ -355,6 +363,7 @@ impl Writer {
         if !self.open() {
             return;
         }
+        let hits = self.unwritten_hits();
         let Some(store) = self.store.as_mut() else {
             return;
         };
@@ -373,7 +382,7 @@ impl Writer {
                 if self.json.is_some() {
                     jsonlog::flush();
                 }
-                self.stats.pending.fetch_sub(written, Ordering::Relaxed);
+                self.stats.stored.fetch_add(hits, Ordering::Relaxed);
                 self.inserts.clear();
                 self.repeats.clear();
                 self.oldest = None;
