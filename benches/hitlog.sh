@@ -23,7 +23,7 @@
 # thread onto a core only when that core idles longer than the migration cost, 0.5 ms, and a
 # busy worker's idle gaps are microseconds.)
 #
-#   bash benches/hitlog.sh   # DURATION=10 NAMES=1000000 HIT_RATE=110000 RATE=60000 ROUNDS=2 PROBE_RATE=2000
+#   bash benches/hitlog.sh   # DURATION=10 NAMES=1000000 HIT_RATE=110000 RATE=60000 ROUNDS=2 PROBE_RATE=2000 SECTIONS="1 2 3"
 #
 # Needs: dnsperf, taskset, python3, curl, dig. Loopback ports 5399, 5400, 5402 only; every
 # dnsperf run is bounded by DURATION seconds.
@@ -108,9 +108,16 @@ writer_load() { # workload description
     }'
     stop
 }
+# SECTIONS picks which of the three to run (default all), e.g. SECTIONS=3.
+SECTIONS=${SECTIONS:-1 2 3}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
+if want 1; then
 writer_load a "every one a distinct blocked name (each hit a new record)" burst
 writer_load b "10,000 blocked names asked again and again (repeats fold into their records)" blocked
 
+fi
+
+if want 2; then
 echo "== 2. p99 with a hit burst in the traffic, hit log off vs on, ${RATE} queries/s, $ROUNDS rounds"
 : >"$WORK/hitlog-results.txt"
 for round in $(seq 1 "$ROUNDS"); do
@@ -131,15 +138,23 @@ awk '{n[$1]++; p50[$1]+=$2; p99[$1]+=$3}
           p50["false"]/n["false"], p99["false"]/n["false"], p50["true"]/n["true"], p99["true"]/n["true"],
           (p99["true"]/n["true"]) / (p99["false"]/n["false"])}' "$WORK/hitlog-results.txt"
 
+fi
+
 # The same comparison seen by a separate client: dnsperf drives the burst without per-query
 # output (-v costs dnsperf enough CPU at 60,000 queries/s to saturate its core, and its own
 # delays then enter the figures above), while a second dnsperf asks cache-hit names at
 # PROBE_RATE with -v and only its answers are timed, as a student device would see them.
 PROBE_RATE=${PROBE_RATE:-2000}
+if want 3; then
 echo "== 3. p99 of a ${PROBE_RATE} queries/s probe beside the same burst, hit log off vs on, $ROUNDS rounds"
 : >"$WORK/hitlog-probe.txt"
+rm -f "$WORK"/out/probe-latencies-*.txt
 for round in $(seq 1 "$ROUNDS"); do
-    for enabled in false true; do
+    # ABBA order (off, on, then on, off): a drift of the machine's speed during the run
+    # falls on both sides alike.
+    order="false true"
+    [ $((round % 2)) = 0 ] && order="true false"
+    for enabled in $order; do
         start "$enabled"
         taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/mixburst.txt" \
             -l "$DURATION" -c 8 -q 500 -Q "$RATE" >"$WORK/out/burst.out" 2>/dev/null &
@@ -149,6 +164,7 @@ for round in $(seq 1 "$ROUNDS"); do
             -l "$((DURATION - 1))" -c 1 -q 10 -Q "$PROBE_RATE" -v >"$WORK/out/probe.out" 2>/dev/null
         wait "$LOAD"
         read -r p50 p99 <<<"$(percentiles "$(<"$WORK/out/probe.out")")"
+        grep -E '^> ' "$WORK/out/probe.out" | awk '{print $NF * 1e6}' >>"$WORK/out/probe-latencies-$enabled.txt"
         qps=$(grep -m1 'Queries per second' "$WORK/out/burst.out" | awk '{print $4}')
         printf "round %d  hit log %-5s  burst %8.0f qps  probe p50 %5s µs  p99 %5s µs  records %s\n" \
             "$round" "$enabled" "$qps" "$p50" "$p99" "$(metric schooldns_hitlog_records_total)"
@@ -162,3 +178,13 @@ sort -k1,1 -k3,3n "$WORK/hitlog-probe.txt" | awk '
          printf "probe p99 over rounds: off mean %.0f median %.0f µs; on mean %.0f median %.0f µs; on/off mean %.2f median %.2f\n",
              sum["false"]/n["false"], med["false"], sum["true"]/n["true"], med["true"],
              (sum["true"]/n["true"]) / (sum["false"]/n["false"]), med["true"] / med["false"]}'
+# Every probe answer of all rounds pooled per side: the p99 over the whole time each side ran,
+# which one noisy round moves less than it moves a mean of per-round p99s.
+pooled() { sort -n "$WORK/out/probe-latencies-$1.txt" | awk '{v[NR]=$1} END {
+    printf "%d %.0f %.0f", NR, v[int(NR*0.5)+1], v[int(NR*0.99)+1]}'; }
+read -r n_off p50_off p99_off <<<"$(pooled false)"
+read -r n_on p50_on p99_on <<<"$(pooled true)"
+awk -v a="$p99_on" -v b="$p99_off" -v n="$n_off" -v m="$n_on" -v c="$p50_off" -v d="$p50_on" 'BEGIN {
+    printf "probe pooled over rounds: off %d answers p50 %d p99 %d µs; on %d answers p50 %d p99 %d µs; p99 on/off %.2f\n",
+        n, c, b, m, d, a, a / b}'
+fi
