@@ -1,7 +1,8 @@
 # Shared by benches/load.sh and benches/hitlog.sh (sourced, not run).
 
 # Writes the benchmark district: one school on loopback blocking the generated 1-million-name
-# list, forwarding to bench_upstream on 5399, admin on 5402.  Usage: bench_config FILE WORK [HITLOG]
+# list, forwarding to bench_upstream on 5399, admin on 5402, the hit log in HITLOG_DIR (default
+# WORK/hitlog).  Usage: bench_config FILE WORK [HITLOG] [HITLOG_DIR]
 bench_config() {
     cat > "$1" <<TOML
 [server]
@@ -15,7 +16,7 @@ max_entries = 1000000
 listen = "127.0.0.1:5402"
 [hitlog]
 enabled = ${3:-true}
-path = "$2/hitlog/hits.sqlite"
+path = "${4:-$2/hitlog}/hits.sqlite"
 [categories.big]
 lists = ["$2/block.txt"]
 [profiles.bench]

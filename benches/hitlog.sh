@@ -23,7 +23,8 @@
 # thread onto a core only when that core idles longer than the migration cost, 0.5 ms, and a
 # busy worker's idle gaps are microseconds.)
 #
-#   bash benches/hitlog.sh   # DURATION=10 NAMES=1000000 HIT_RATE=110000 RATE=60000 ROUNDS=2 PROBE_RATE=2000 SECTIONS="1 2 3"
+#   bash benches/hitlog.sh   # DURATION=10 NAMES=1000000 HIT_RATE=110000 RATE=60000 ROUNDS=2 PROBE_RATE=2000
+#                            # SECTIONS="1 2 3" HITLOG_DIR=target/load/hitlog SHARE_CORE=0
 #
 # Needs: dnsperf, taskset, python3, curl, dig. Loopback ports 5399, 5400, 5402 only; every
 # dnsperf run is bounded by DURATION seconds.
@@ -46,8 +47,10 @@ cargo build --release --quiet --bin schooldns --example bench_upstream
 echo "== generating $NAMES blocked names and the query files"
 python3 benches/workload.py "$WORK" "$NAMES"
 
-bench_config "$WORK/hitlog-true.toml" "$WORK" true
-bench_config "$WORK/hitlog-false.toml" "$WORK" false
+# HITLOG_DIR moves the hit log, e.g. to tmpfs (/dev/shm/...) to see what the disk costs.
+HITLOG_DIR=${HITLOG_DIR:-$WORK/hitlog}
+bench_config "$WORK/hitlog-true.toml" "$WORK" true "$HITLOG_DIR"
+bench_config "$WORK/hitlog-false.toml" "$WORK" false "$HITLOG_DIR"
 
 cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 PIDS=()
@@ -57,7 +60,7 @@ PIDS+=($!)
 
 metric() { curl -s http://127.0.0.1:5402/metrics | awk -v m="$1" '$1 == m {print $2}'; }
 start() { # enabled
-    rm -f "$WORK"/hitlog/hits.sqlite*
+    rm -f "$HITLOG_DIR"/hits.sqlite*
     local confine=()
     [ "${SHARE_CORE:-0}" = 1 ] && confine=(taskset -c "$SERVER_CPUS")
     "${confine[@]}" target/release/schooldns --log warn serve \
