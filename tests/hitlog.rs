@@ -651,9 +651,9 @@ fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
     }
 }
 
-/// `kill -9` loses nothing already committed (the writer commits new records within 200 ms; it runs in
-/// `SCHED_IDLE`, so a busy test machine may delay it: wait for the commit rather than assume
-/// its timing), and never corrupts the store.
+/// `kill -9` loses nothing already committed (the writer commits new records within 200 ms; it
+/// runs in `SCHED_IDLE`, so a busy test machine may delay it: wait for the commit rather than
+/// assume its timing), and never corrupts the store.
 #[test]
 fn kill_9_keeps_every_committed_hit_and_never_corrupts() {
     let (d, config, port) = binary_district();

@@ -125,13 +125,12 @@ impl HitStats {
             return;
         }
         self.lost.fetch_add(hits, Ordering::Relaxed);
-        self.dropped
-            .fetch_add(hits.saturating_sub(1), Ordering::Relaxed);
-        self.count_drop(now_ms);
+        self.count_drops(hits, now_ms);
     }
 
-    fn count_drop(&self, now_ms: i64) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Counts `hits` dropped and warns, at most once per ten seconds.
+    fn count_drops(&self, hits: u64, now_ms: i64) {
+        self.dropped.fetch_add(hits, Ordering::Relaxed);
         let last = self.last_drop_warning.load(Ordering::Relaxed);
         // One warning per ten seconds at most; the counter has the full tally.
         if now_ms - last >= 10_000
@@ -177,7 +176,7 @@ impl HitSender {
             Ok(()) => {
                 self.stats.received.fetch_add(1, Ordering::Relaxed);
             }
-            Err(Refused::Full | Refused::Closed) => self.stats.count_drop(at),
+            Err(Refused::Full | Refused::Closed) => self.stats.count_drops(1, at),
         }
     }
 
