@@ -93,6 +93,12 @@ pub fn run(args: &HitsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let conn = store::open_reader(path).with_context(|| format!("opening {}", path.display()))?;
+    if !store::has_schema(&conn).with_context(|| format!("reading {}", path.display()))? {
+        bail!(
+            "{}: no hit log yet (the server has not finished creating it)",
+            path.display()
+        );
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let default_limit = match (format, &args.top) {
         (_, Some(_)) | (Format::Table, None) => Some(50),

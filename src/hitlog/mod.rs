@@ -21,6 +21,7 @@ pub mod jsonlog;
 pub mod query;
 pub mod queue;
 pub mod record;
+pub mod schema;
 pub mod store;
 pub mod time;
 pub mod writer;

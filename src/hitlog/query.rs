@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 
 use super::record::{HitRecord, client_address};
-use super::store::{COLUMNS, record_from_row};
+use super::store::{record_from_row, select_records};
 use crate::config::ClientAddress;
 
 /// Which records a query covers. Every field narrows.
@@ -42,25 +42,33 @@ impl HitFilter {
         }
     }
 
+    /// The `WHERE` clause over `records r`, and its values.
     fn sql(&self) -> (String, Vec<Value>) {
         let mut clauses = Vec::new();
         let mut values = Vec::new();
-        let mut text = |column: &str, value: &Option<String>| {
+        let mut text = |clause: &str, value: &Option<String>| {
             if let Some(v) = value {
-                clauses.push(format!("{column} = ?"));
+                clauses.push(clause.to_string());
                 values.push(Value::Text(v.clone()));
             }
         };
-        text("school", &self.school);
-        text("category", &self.category);
-        text("client", &self.client);
-        text("device", &self.device);
+        // Schools and categories are stored as integers; a name never stored matches nothing.
+        text(
+            "r.school = (SELECT id FROM schools WHERE name = ?)",
+            &self.school,
+        );
+        text(
+            "r.category = (SELECT id FROM categories WHERE name = ?)",
+            &self.category,
+        );
+        text("r.client = ?", &self.client);
+        text("r.device = ?", &self.device);
         if let Some(since) = self.since_ms {
-            clauses.push("time_ms >= ?".into());
+            clauses.push("r.time_ms >= ?".into());
             values.push(Value::Integer(since));
         }
         if let Some(until) = self.until_ms {
-            clauses.push("time_ms < ?".into());
+            clauses.push("r.time_ms < ?".into());
             values.push(Value::Integer(until));
         }
         if clauses.is_empty() {
@@ -113,7 +121,7 @@ pub fn list(
 ) -> rusqlite::Result<Page> {
     let (mut clause, mut values) = filter.sql();
     if let Some(c) = after {
-        clause.push_str(" AND (time_ms < ? OR (time_ms = ? AND id < ?))");
+        clause.push_str(" AND (r.time_ms < ? OR (r.time_ms = ? AND r.id < ?))");
         values.extend([
             Value::Integer(c.time_ms),
             Value::Integer(c.time_ms),
@@ -123,8 +131,10 @@ pub fn list(
     // One extra row tells whether there is a next page.
     let fetch = limit.map_or(-1, |l| l as i64 + 1);
     values.push(Value::Integer(fetch));
-    let sql =
-        format!("SELECT {COLUMNS} FROM hits WHERE {clause} ORDER BY time_ms DESC, id DESC LIMIT ?");
+    let sql = format!(
+        "{} WHERE {clause} ORDER BY r.time_ms DESC, r.id DESC LIMIT ?",
+        select_records()
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut hits: Vec<HitRecord> = stmt
         .query_map(rusqlite::params_from_iter(values), record_from_row)?
@@ -167,13 +177,23 @@ impl TopBy {
         })
     }
 
-    /// The column ranked.
+    /// What is ranked, as `--top` names it in output.
     pub fn column(&self) -> &'static str {
         match self {
             TopBy::Names => "qname",
             TopBy::Clients => "client",
             TopBy::Categories => "category",
             TopBy::Schools => "school",
+        }
+    }
+
+    /// The `records r` column grouped by, and the name table its integers point into.
+    fn grouped(&self) -> (&'static str, Option<&'static str>) {
+        match self {
+            TopBy::Names => ("r.qname", None),
+            TopBy::Clients => ("r.client", None),
+            TopBy::Categories => ("r.category", Some("categories")),
+            TopBy::Schools => ("r.school", Some("schools")),
         }
     }
 }
@@ -198,11 +218,19 @@ pub fn top(
 ) -> rusqlite::Result<Vec<TopRow>> {
     let (clause, mut values) = filter.sql();
     values.push(Value::Integer(limit as i64));
-    let column = by.column();
-    let sql = format!(
-        "SELECT {column}, sum(count) AS hits, count(*) FROM hits WHERE {clause} \
-         GROUP BY {column} ORDER BY hits DESC, {column} LIMIT ?"
+    let (column, names) = by.grouped();
+    let grouped = format!(
+        "SELECT {column} AS key, sum(r.count) AS hits, count(*) AS records FROM records r \
+         WHERE {clause} GROUP BY {column}"
     );
+    // Integers are ranked under their names, ties broken by name as for the text columns.
+    let sql = match names {
+        None => format!("{grouped} ORDER BY hits DESC, key LIMIT ?"),
+        Some(table) => format!(
+            "SELECT n.name, g.hits, g.records FROM ({grouped}) g \
+             LEFT JOIN {table} n ON n.id = g.key ORDER BY g.hits DESC, n.name LIMIT ?"
+        ),
+    };
     let mut stmt = conn.prepare_cached(&sql)?;
     stmt.query_map(rusqlite::params_from_iter(values), |row| {
         Ok(TopRow {
@@ -242,8 +270,11 @@ pub fn summary(
     const QUARTER_MS: i64 = 900_000;
     let (clause, values) = filter.sql();
     let sql = format!(
-        "SELECT time_ms / {QUARTER_MS} AS quarter, school, category, sum(count), count(*) \
-         FROM hits WHERE {clause} GROUP BY quarter, school, category"
+        "SELECT g.quarter, s.name, c.name, g.hits, g.records FROM (\
+             SELECT r.time_ms / {QUARTER_MS} AS quarter, r.school, r.category, \
+                 sum(r.count) AS hits, count(*) AS records \
+             FROM records r WHERE {clause} GROUP BY quarter, r.school, r.category) g \
+         LEFT JOIN schools s ON s.id = g.school LEFT JOIN categories c ON c.id = g.category"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut days: BTreeMap<(String, Option<String>, String), (i64, i64)> = BTreeMap::new();

@@ -1,52 +1,27 @@
-//! The SQLite file: schema, the writer's batched inserts and updates, and retention.
+//! The SQLite file: the writer's connection, its batched inserts and updates, and retention.
 //!
 //! WAL mode with `synchronous = FULL`: a committed batch is in the write-ahead log and synced,
 //! so it survives `kill -9` and power loss, and readers (`schooldns hits`, the HTTP API) never
-//! block the writer or each other. Indexes serve the read side: by time, by school and time
-//! (covering the per-day summary), by category and time, by client and time.
+//! block the writer or each other. The tables are [`super::schema`]'s; the writer keeps their
+//! small name tables in memory, so a record's school, category and context become integers
+//! without asking the database.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, params};
+use rustc_hash::FxHashMap;
 
 use super::record::HitRecord;
+use super::schema::{self, JOINS, RECORD_COLUMNS};
 
-/// Bumped when the schema changes incompatibly.
-const SCHEMA_VERSION: i64 = 1;
+/// `SELECT` of whole records (`WHERE` and the rest to follow), in [`HitRecord`] field order,
+/// for [`record_from_row`].
+pub fn select_records() -> String {
+    format!("SELECT {RECORD_COLUMNS} FROM records r {JOINS}")
+}
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS hits (
-    id INTEGER PRIMARY KEY,
-    time_ms INTEGER NOT NULL,
-    last_seen_ms INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    school TEXT,
-    device TEXT,
-    profile TEXT,
-    client TEXT,
-    protocol TEXT NOT NULL,
-    qname TEXT NOT NULL,
-    qtype TEXT NOT NULL,
-    decision TEXT NOT NULL,
-    category TEXT NOT NULL,
-    list TEXT,
-    line INTEGER,
-    entry TEXT,
-    cname TEXT,
-    policy_version TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS hits_time ON hits (time_ms);
-CREATE INDEX IF NOT EXISTS hits_school_time ON hits (school, time_ms, category, count);
-CREATE INDEX IF NOT EXISTS hits_category_time ON hits (category, time_ms);
-CREATE INDEX IF NOT EXISTS hits_client_time ON hits (client, time_ms);
-";
-
-/// Column list in [`HitRecord`] field order, for `SELECT`s that build records.
-pub const COLUMNS: &str = "id, time_ms, last_seen_ms, count, school, device, profile, client, \
-     protocol, qname, qtype, decision, category, list, line, entry, cname, policy_version";
-
-/// Reads a record from a row selected with [`COLUMNS`].
+/// Reads a record from a row of [`select_records`].
 pub fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<HitRecord> {
     Ok(HitRecord {
         id: row.get(0)?,
@@ -70,9 +45,47 @@ pub fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<HitRecord> {
     })
 }
 
-/// The writer's connection.
+/// The writer's connection, and the name tables it has read or written.
 pub struct Store {
     conn: Connection,
+    schools: FxHashMap<String, i64>,
+    categories: FxHashMap<String, i64>,
+    contexts: FxHashMap<Context, i64>,
+}
+
+/// The fields of a record that change only with a reload, a profile or a question type: one
+/// row of `contexts`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Context {
+    profile: Option<String>,
+    protocol: String,
+    qtype: String,
+    decision: String,
+    list: Option<String>,
+    policy_version: String,
+}
+
+impl Context {
+    fn of(record: &HitRecord) -> Context {
+        Context {
+            profile: record.profile.clone(),
+            protocol: record.protocol.clone(),
+            qtype: record.qtype.clone(),
+            decision: record.decision.clone(),
+            list: record.list.clone(),
+            policy_version: record.policy_version.clone(),
+        }
+    }
+
+    /// Whether `record` has this context, without building one from it.
+    fn matches(&self, record: &HitRecord) -> bool {
+        self.policy_version == record.policy_version
+            && self.list == record.list
+            && self.profile == record.profile
+            && self.qtype == record.qtype
+            && self.protocol == record.protocol
+            && self.decision == record.decision
+    }
 }
 
 /// A repeat folded into a stored record: add `count` hits, seen last at `last_seen_ms`.
@@ -86,8 +99,17 @@ pub struct Repeat {
     pub last_seen_ms: i64,
 }
 
+/// Name-table rows added by the batch being written, forgotten again if it fails.
+#[derive(Default)]
+struct Added {
+    schools: Vec<String>,
+    categories: Vec<String>,
+    contexts: Vec<Context>,
+}
+
 impl Store {
-    /// Opens (creating the file and its folder if needed) for writing.
+    /// Opens (creating the file and its folder if needed) for writing, and creates or upgrades
+    /// the schema.
     pub fn open(path: &Path) -> rusqlite::Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -96,26 +118,62 @@ impl Store {
                 )
             })?;
         }
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Index pages stay in memory between batches (64 MiB), so a batch writes pages rather
         // than reading them back first.
         conn.pragma_update(None, "cache_size", -65_536)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(rusqlite::Error::ToSqlConversionFailure(
-                format!(
-                    "{} has hit-log schema {version}, newer than this schooldns ({SCHEMA_VERSION})",
-                    path.display()
-                )
-                .into(),
-            ));
+        let started = std::time::Instant::now();
+        if let Some(records) = schema::prepare(&mut conn)? {
+            tracing::info!(
+                path = %path.display(),
+                records,
+                took_s = started.elapsed().as_secs_f64(),
+                "hit log upgraded to schema {}",
+                schema::VERSION
+            );
         }
-        conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        Ok(Store { conn })
+        let mut store = Store {
+            conn,
+            schools: FxHashMap::default(),
+            categories: FxHashMap::default(),
+            contexts: FxHashMap::default(),
+        };
+        store.load_names()?;
+        Ok(store)
+    }
+
+    fn load_names(&mut self) -> rusqlite::Result<()> {
+        for (table, map) in [
+            ("schools", &mut self.schools),
+            ("categories", &mut self.categories),
+        ] {
+            let mut stmt = self.conn.prepare(&format!("SELECT name, id FROM {table}"))?;
+            *map = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT profile, protocol, qtype, decision, list, policy_version, id FROM contexts",
+        )?;
+        self.contexts = stmt
+            .query_map([], |r| {
+                Ok((
+                    Context {
+                        profile: r.get(0)?,
+                        protocol: r.get(1)?,
+                        qtype: r.get(2)?,
+                        decision: r.get(3)?,
+                        list: r.get(4)?,
+                        policy_version: r.get(5)?,
+                    },
+                    r.get(6)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(())
     }
 
     /// Inserts new records (setting their ids) and applies repeats, in one transaction: a batch
@@ -125,39 +183,78 @@ impl Store {
         inserts: impl IntoIterator<Item = &'a mut HitRecord>,
         repeats: &[Repeat],
     ) -> rusqlite::Result<()> {
+        let mut added = Added::default();
+        let result = self.write_batch(inserts, repeats, &mut added);
+        if result.is_err() {
+            // The rows those ids stand for were rolled back with the batch.
+            for name in added.schools {
+                self.schools.remove(&name);
+            }
+            for name in added.categories {
+                self.categories.remove(&name);
+            }
+            for context in added.contexts {
+                self.contexts.remove(&context);
+            }
+        }
+        result
+    }
+
+    fn write_batch<'a>(
+        &mut self,
+        inserts: impl IntoIterator<Item = &'a mut HitRecord>,
+        repeats: &[Repeat],
+        added: &mut Added,
+    ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO hits (time_ms, last_seen_ms, count, school, device, profile, client, \
-                 protocol, qname, qtype, decision, category, list, line, entry, cname, \
-                 policy_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
-                 ?14, ?15, ?16, ?17)",
+                "INSERT INTO records (time_ms, last_seen_ms, count, school, category, context, \
+                 device, client, qname, line, entry, cname) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
+            // The last record's context, which most of a batch shares.
+            let mut last_context: Option<(Context, i64)> = None;
             for (i, r) in inserts.into_iter().enumerate() {
                 crate::priority::yield_now_and_then(i);
+                let school = match &r.school {
+                    Some(name) => Some(name_id(&tx, "schools", &mut self.schools, name, &mut added.schools)?),
+                    None => None,
+                };
+                let category =
+                    name_id(&tx, "categories", &mut self.categories, &r.category, &mut added.categories)?;
+                let context = match &last_context {
+                    Some((c, id)) if c.matches(r) => *id,
+                    _ => {
+                        let c = Context::of(r);
+                        let id = context_id(&tx, &mut self.contexts, &c, &mut added.contexts)?;
+                        last_context = Some((c, id));
+                        id
+                    }
+                };
+                let matched = r.cname.as_deref().unwrap_or(&r.qname);
+                let entry = match r.entry.as_deref() {
+                    Some(entry) if entry == matched => Some(""),
+                    other => other,
+                };
                 insert.execute(params![
                     r.time_ms,
                     r.last_seen_ms,
                     r.count,
-                    r.school,
+                    school,
+                    category,
+                    context,
                     r.device,
-                    r.profile,
                     r.client,
-                    r.protocol,
                     r.qname,
-                    r.qtype,
-                    r.decision,
-                    r.category,
-                    r.list,
                     r.line,
-                    r.entry,
+                    entry,
                     r.cname,
-                    r.policy_version,
                 ])?;
                 r.id = tx.last_insert_rowid();
             }
             let mut update = tx.prepare_cached(
-                "UPDATE hits SET count = count + ?2, last_seen_ms = max(last_seen_ms, ?3) \
+                "UPDATE records SET count = count + ?2, last_seen_ms = max(last_seen_ms, ?3) \
                  WHERE id = ?1",
             )?;
             for r in repeats {
@@ -182,7 +279,7 @@ impl Store {
         let mut passes: Vec<(String, Vec<Box<dyn rusqlite::ToSql>>)> = Vec::new();
         for (category, days) in overrides {
             passes.push((
-                "category = ? AND time_ms < ?".into(),
+                "category = (SELECT id FROM categories WHERE name = ?) AND time_ms < ?".into(),
                 vec![
                     Box::new(category.clone()),
                     Box::new(now_ms - i64::from(*days) * DAY_MS),
@@ -198,13 +295,16 @@ impl Store {
                 .map(|c| Box::new(c.clone()) as Box<dyn rusqlite::ToSql>),
         );
         passes.push((
-            format!("time_ms < ? AND category NOT IN ({placeholders})"),
+            format!(
+                "time_ms < ? AND category NOT IN \
+                 (SELECT id FROM categories WHERE name IN ({placeholders}))"
+            ),
             values,
         ));
         let mut deleted = 0;
         for (condition, values) in &passes {
             let sql = format!(
-                "DELETE FROM hits WHERE id IN (SELECT id FROM hits WHERE {condition} LIMIT ?)"
+                "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE {condition} LIMIT ?)"
             );
             loop {
                 let chunk = CHUNK.min(budget - deleted);
@@ -223,6 +323,53 @@ impl Store {
         }
         Ok((deleted, false))
     }
+}
+
+/// The id of `name` in `table` (`schools` or `categories`), added to the table if new.
+fn name_id(
+    tx: &Connection,
+    table: &str,
+    known: &mut FxHashMap<String, i64>,
+    name: &str,
+    added: &mut Vec<String>,
+) -> rusqlite::Result<i64> {
+    if let Some(&id) = known.get(name) {
+        return Ok(id);
+    }
+    tx.prepare_cached(&format!("INSERT INTO {table} (name) VALUES (?1)"))?
+        .execute([name])?;
+    let id = tx.last_insert_rowid();
+    known.insert(name.to_string(), id);
+    added.push(name.to_string());
+    Ok(id)
+}
+
+/// The id of `context`, added to `contexts` if new.
+fn context_id(
+    tx: &Connection,
+    known: &mut FxHashMap<Context, i64>,
+    context: &Context,
+    added: &mut Vec<Context>,
+) -> rusqlite::Result<i64> {
+    if let Some(&id) = known.get(context) {
+        return Ok(id);
+    }
+    tx.prepare_cached(
+        "INSERT INTO contexts (profile, protocol, qtype, decision, list, policy_version) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        context.profile,
+        context.protocol,
+        context.qtype,
+        context.decision,
+        context.list,
+        context.policy_version,
+    ])?;
+    let id = tx.last_insert_rowid();
+    known.insert(context.clone(), id);
+    added.push(context.clone());
+    Ok(id)
 }
 
 impl Store {
@@ -246,14 +393,9 @@ pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Whether the file has the `hits` table yet.
+/// Whether the file's schema is made yet (an older schema is an error saying how to upgrade).
 pub fn has_schema(conn: &Connection) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'hits'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n > 0)
+    schema::ready(conn)
 }
 
 #[cfg(test)]
@@ -314,7 +456,7 @@ mod tests {
         assert_eq!(store.expire(now, 90, &overrides, 100).unwrap(), (2, false));
         let reader = open_reader(&path).unwrap();
         let mut stmt = reader
-            .prepare(&format!("SELECT {COLUMNS} FROM hits ORDER BY id"))
+            .prepare(&format!("{} ORDER BY r.id", select_records()))
             .unwrap();
         let left: Vec<HitRecord> = stmt
             .query_map([], record_from_row)

@@ -565,10 +565,16 @@ mod tests {
         writer.write();
         assert_eq!(stats.records.load(Ordering::Relaxed), 2000);
         assert!(writer.inserts.is_empty());
-        let stored: i64 = rusqlite::Connection::open(&config.path)
+        // The failed batch's school, category and context rows were rolled back with it; the
+        // retry must have written them again, not pointed at the lost ids.
+        let (stored, named): (i64, i64) = rusqlite::Connection::open(&config.path)
             .unwrap()
-            .query_row("SELECT count(*) FROM hits", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*), count(category) + count(policy_version) FROM hits",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap();
-        assert_eq!(stored, 2000);
+        assert_eq!((stored, named), (2000, 4000));
     }
 }
