@@ -471,6 +471,94 @@ async fn expired_records_are_deleted_per_category_retention() {
     s.stop().await;
 }
 
+/// A hit log written by an older schooldns (schema 1: one `hits` table of text columns) is
+/// upgraded by the server's writer while DNS answers; its records keep their ids and fields and
+/// are read back beside the new ones, by SQL and over the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_1_hit_log_is_upgraded_while_dns_answers() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let path = store_dir.path().join("hits.sqlite");
+    let now = schooldns::hitlog::now_ms();
+    {
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE hits (
+                 id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
+                 count INTEGER NOT NULL, school TEXT, device TEXT, profile TEXT, client TEXT,
+                 protocol TEXT NOT NULL, qname TEXT NOT NULL, qtype TEXT NOT NULL,
+                 decision TEXT NOT NULL, category TEXT NOT NULL, list TEXT, line INTEGER,
+                 entry TEXT, cname TEXT, policy_version TEXT NOT NULL);
+             CREATE INDEX hits_time ON hits (time_ms);
+             CREATE INDEX hits_school_time ON hits (school, time_ms, category, count);
+             CREATE INDEX hits_category_time ON hits (category, time_ms);
+             CREATE INDEX hits_client_time ON hits (client, time_ms);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        let mut insert = old
+            .prepare(
+                "INSERT INTO hits VALUES (?1, ?2, ?2, ?3, 'loop', NULL, 'primary', '127.0.0.1', \
+                 'udp', ?4, 'A', 'block', 'adult', 'blocklists/adult.txt', ?5, ?6, NULL, 'feed')",
+            )
+            .unwrap();
+        insert
+            .execute(rusqlite::params![
+                40,
+                now - 3_600_000,
+                5,
+                "old.example",
+                2,
+                "old.example"
+            ])
+            .unwrap();
+        insert
+            .execute(rusqlite::params![
+                41,
+                now - 60_000,
+                1,
+                "www.older.example",
+                3,
+                "*.older.example"
+            ])
+            .unwrap();
+    }
+    let before = rows(&path);
+    let config = SERVER_CONFIG.replace(
+        "path = \"@/hits.sqlite\"",
+        &format!("path = \"{}\"", path.display()),
+    );
+    let s = TestServer::start_with(&config).await;
+    block(&s, LOOP, "porn.example.").await;
+    flush(&s).await;
+    let after = rows(&path);
+    assert_eq!(after.len(), 3, "{after:#?}");
+    assert_eq!(after[..2], before[..]);
+    assert_eq!(after[2]["qname"], "porn.example");
+    assert_eq!(after[2]["category"], "adult");
+    let version: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let (status, body) = api(
+        s.admin.unwrap(),
+        "/api/hits?school=loop&category=adult&since=2h",
+        Some("police-token"),
+    )
+    .await;
+    assert!(status.contains(" 200 "), "{status} {body}");
+    let names: Vec<&str> = body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["qname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["porn.example", "www.older.example", "old.example"]);
+    assert_eq!(body["hits"][1]["entry"], "*.older.example");
+    assert_eq!(body["hits"][2]["count"], 5);
+    s.stop().await;
+}
+
 /// A new token in the config works after the live reload; a removed one stops working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_follow_config_reloads() {

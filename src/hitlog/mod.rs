@@ -222,8 +222,12 @@ impl HitLog {
         let (queue, control) = queue::queue(config.queue);
         let stats = Arc::new(HitStats::default());
         // Opened here, before the first query, so readers find the schema from the start; a
-        // failure is the writer's to report and retry.
-        let store = store::Store::open(&config.path).ok();
+        // failure is the writer's to report and retry. A file of an older schema is left to
+        // the writer to upgrade, so DNS is not held back while its records move.
+        let store = match schema::needs_upgrade(&config.path) {
+            true => None,
+            false => store::Store::open(&config.path).ok(),
+        };
         let thread = writer::spawn(config.clone(), store, control, Arc::clone(&stats))?;
         Ok(HitLog {
             sender: HitSender {

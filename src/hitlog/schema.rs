@@ -112,11 +112,24 @@ pub fn ready(conn: &Connection) -> rusqlite::Result<bool> {
         v => Err(rusqlite::Error::ToSqlConversionFailure(
             format!(
                 "the hit log has schema {v}, from an older schooldns; `schooldns serve` of this \
-                 version upgrades it to schema {VERSION} when it starts"
+                 version upgrades it to schema {VERSION} (it is doing so now if it is running)"
             )
             .into(),
         )),
     }
+}
+
+/// Whether `path` is a hit log of an older schema that [`prepare`] would upgrade (false when
+/// it does not exist or cannot be read; opening it for writing then says why).
+pub fn needs_upgrade(path: &std::path::Path) -> bool {
+    if !path.exists() {
+        return false;
+    }
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(path, flags)
+        .and_then(|c| c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0)))
+        .is_ok_and(|v| (1..VERSION).contains(&v))
 }
 
 fn newer(version: i64) -> rusqlite::Error {
@@ -276,12 +289,17 @@ mod tests {
         .unwrap();
         let before = all_hits(&old);
         let err = ready(&old).unwrap_err().to_string();
-        assert!(err.contains("schema 1") && err.contains("upgrades"), "{err}");
+        assert!(
+            err.contains("schema 1") && err.contains("upgrades"),
+            "{err}"
+        );
         drop(old);
+        assert!(needs_upgrade(&path));
 
         let store = crate::hitlog::store::Store::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();
         assert!(ready(&conn).unwrap());
+        assert!(!needs_upgrade(&path));
         assert_eq!(all_hits(&conn), before);
         let entries: Vec<String> = conn
             .prepare("SELECT entry FROM records ORDER BY id")

@@ -125,7 +125,17 @@ impl Store {
         // Index pages stay in memory between batches (64 MiB), so a batch writes pages rather
         // than reading them back first.
         conn.pragma_update(None, "cache_size", -65_536)?;
+        // A checkpoint leaves the write-ahead log at most this size (64 MiB) instead of as big
+        // as its largest transaction ever was (an upgrade's, or a long outage's backlog).
+        conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
         let started = std::time::Instant::now();
+        if schema::needs_upgrade(path) {
+            tracing::info!(
+                path = %path.display(),
+                "upgrading the hit log to schema {}; new hits wait in the rings meanwhile",
+                schema::VERSION
+            );
+        }
         if let Some(records) = schema::prepare(&mut conn)? {
             tracing::info!(
                 path = %path.display(),
@@ -150,7 +160,9 @@ impl Store {
             ("schools", &mut self.schools),
             ("categories", &mut self.categories),
         ] {
-            let mut stmt = self.conn.prepare(&format!("SELECT name, id FROM {table}"))?;
+            let mut stmt = self
+                .conn
+                .prepare(&format!("SELECT name, id FROM {table}"))?;
             *map = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
@@ -218,11 +230,22 @@ impl Store {
             for (i, r) in inserts.into_iter().enumerate() {
                 crate::priority::yield_now_and_then(i);
                 let school = match &r.school {
-                    Some(name) => Some(name_id(&tx, "schools", &mut self.schools, name, &mut added.schools)?),
+                    Some(name) => Some(name_id(
+                        &tx,
+                        "schools",
+                        &mut self.schools,
+                        name,
+                        &mut added.schools,
+                    )?),
                     None => None,
                 };
-                let category =
-                    name_id(&tx, "categories", &mut self.categories, &r.category, &mut added.categories)?;
+                let category = name_id(
+                    &tx,
+                    "categories",
+                    &mut self.categories,
+                    &r.category,
+                    &mut added.categories,
+                )?;
                 let context = match &last_context {
                     Some((c, id)) if c.matches(r) => *id,
                     _ => {
