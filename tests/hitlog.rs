@@ -481,20 +481,8 @@ async fn a_schema_1_hit_log_is_upgraded_while_dns_answers() {
     let now = schooldns::hitlog::now_ms();
     {
         let old = Connection::open(&path).unwrap();
-        old.execute_batch(
-            "CREATE TABLE hits (
-                 id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
-                 count INTEGER NOT NULL, school TEXT, device TEXT, profile TEXT, client TEXT,
-                 protocol TEXT NOT NULL, qname TEXT NOT NULL, qtype TEXT NOT NULL,
-                 decision TEXT NOT NULL, category TEXT NOT NULL, list TEXT, line INTEGER,
-                 entry TEXT, cname TEXT, policy_version TEXT NOT NULL);
-             CREATE INDEX hits_time ON hits (time_ms);
-             CREATE INDEX hits_school_time ON hits (school, time_ms, category, count);
-             CREATE INDEX hits_category_time ON hits (category, time_ms);
-             CREATE INDEX hits_client_time ON hits (client, time_ms);
-             PRAGMA user_version = 1;",
-        )
-        .unwrap();
+        old.execute_batch(schooldns::hitlog::schema::SCHEMA_1)
+            .unwrap();
         let mut insert = old
             .prepare(
                 "INSERT INTO hits VALUES (?1, ?2, ?2, ?3, 'loop', NULL, 'primary', '127.0.0.1', \

@@ -13,12 +13,12 @@ use rusqlite::{Connection, OpenFlags, params};
 use rustc_hash::FxHashMap;
 
 use super::record::HitRecord;
-use super::schema::{self, JOINS, RECORD_COLUMNS};
+use super::schema::{self, JOINS};
 
 /// `SELECT` of whole records (`WHERE` and the rest to follow), in [`HitRecord`] field order,
 /// for [`record_from_row`].
 pub fn select_records() -> String {
-    format!("SELECT {RECORD_COLUMNS} FROM records r {JOINS}")
+    format!("SELECT {} FROM records r {JOINS}", schema::record_columns())
 }
 
 /// Reads a record from a row of [`select_records`].
