@@ -359,9 +359,13 @@ fn name_id(
     if let Some(&id) = known.get(name) {
         return Ok(id);
     }
-    tx.prepare_cached(&format!("INSERT INTO {table} (name) VALUES (?1)"))?
+    // Another process may have added the name since it was loaded (two servers pointed at one
+    // file by mistake): take its id rather than fail every batch on the unique name.
+    tx.prepare_cached(&format!("INSERT OR IGNORE INTO {table} (name) VALUES (?1)"))?
         .execute([name])?;
-    let id = tx.last_insert_rowid();
+    let id: i64 = tx
+        .prepare_cached(&format!("SELECT id FROM {table} WHERE name = ?1"))?
+        .query_row([name], |r| r.get(0))?;
     known.insert(name.to_string(), id);
     added.push(name.to_string());
     Ok(id)
@@ -446,6 +450,34 @@ mod tests {
             cname: None,
             policy_version: "0123456789abcdef".into(),
         }
+    }
+
+    /// A name another connection added after this one loaded its tables is taken, not
+    /// inserted again (which would fail every batch on the unique name).
+    #[test]
+    fn names_added_elsewhere_are_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hits.sqlite");
+        let mut first = Store::open(&path).unwrap();
+        let mut second = Store::open(&path).unwrap();
+        let mut rows = [record(1, "a", "adult", "one.example")];
+        second.write(&mut rows, &[]).unwrap();
+        let mut rows = [record(2, "a", "adult", "two.example")];
+        first.write(&mut rows, &[]).unwrap();
+        let reader = open_reader(&path).unwrap();
+        let stored: Vec<(String, String)> = reader
+            .prepare("SELECT school, category FROM hits ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let pair = ("a".to_string(), "adult".to_string());
+        assert_eq!(stored, [pair.clone(), pair]);
+        let schools: i64 = reader
+            .query_row("SELECT count(*) FROM schools", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(schools, 1);
     }
 
     #[test]
