@@ -14,7 +14,7 @@ use crate::access::Role;
 use crate::config::{ClientAddress, HitlogConfig};
 use crate::hitlog::export::{SchoolNames, record_value};
 use crate::hitlog::query::{self, Cursor, HitFilter};
-use crate::hitlog::{now_ms, store, time};
+use crate::hitlog::{now_ms, schema, store, time};
 
 /// Records per page unless `limit` says otherwise.
 const DEFAULT_LIMIT: usize = 100;
@@ -179,5 +179,5 @@ fn open(reader: &HitReader) -> Result<Option<rusqlite::Connection>, QueryFailed>
     }
     let conn = store::open_reader(&reader.path)?;
     // The writer creates the schema just after the file; between the two there is nothing.
-    Ok(store::has_schema(&conn)?.then_some(conn))
+    Ok(schema::ready(&conn)?.then_some(conn))
 }

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use crate::config::LoadedConfig;
 use crate::hitlog::export::{self, Format, SchoolNames};
 use crate::hitlog::query::{self, HitFilter, TopBy};
-use crate::hitlog::{now_ms, store, time};
+use crate::hitlog::{now_ms, schema, store, time};
 
 /// The filters and output choices of `schooldns hits`.
 #[derive(Debug, clap::Args)]
@@ -93,7 +93,7 @@ pub fn run(args: &HitsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let conn = store::open_reader(path).with_context(|| format!("opening {}", path.display()))?;
-    if !store::has_schema(&conn).with_context(|| format!("reading {}", path.display()))? {
+    if !schema::ready(&conn).with_context(|| format!("reading {}", path.display()))? {
         bail!(
             "{}: no hit log yet (the server has not finished creating it)",
             path.display()

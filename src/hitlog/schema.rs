@@ -11,6 +11,8 @@
 //!
 //! `hits` is a view with schema 1's columns, for anyone reading the file with `sqlite3`.
 
+use std::path::Path;
+
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Bumped when the schema changes incompatibly.
@@ -116,16 +118,20 @@ pub fn record_columns() -> String {
 pub const JOINS: &str = "LEFT JOIN schools s ON s.id = r.school \
      LEFT JOIN categories c ON c.id = r.category LEFT JOIN contexts x ON x.id = r.context";
 
-/// Creates what is missing and upgrades an older file, in one immediate transaction so two
-/// processes opening the same file never both upgrade it. Returns the records upgraded, if
-/// any were.
-pub fn prepare(conn: &mut Connection) -> rusqlite::Result<Option<u64>> {
+/// Creates what is missing and upgrades an older file (logging when it starts and ends), in
+/// one immediate transaction so two processes opening the same file never both upgrade it.
+pub fn prepare(conn: &mut Connection, path: &Path) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > VERSION {
         return Err(newer(version));
     }
+    let started = std::time::Instant::now();
     let upgraded = if version == 1 && table_exists(&tx, "hits")? {
+        tracing::info!(
+            path = %path.display(),
+            "upgrading the hit log to schema {VERSION}; new hits wait in the rings meanwhile"
+        );
         Some(upgrade_from_1(&tx)?)
     } else {
         tx.execute_batch(TABLES)?;
@@ -140,7 +146,15 @@ pub fn prepare(conn: &mut Connection) -> rusqlite::Result<Option<u64>> {
     ))?;
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;
-    Ok(upgraded)
+    if let Some(records) = upgraded {
+        tracing::info!(
+            path = %path.display(),
+            records,
+            took_s = started.elapsed().as_secs_f64(),
+            "hit log upgraded to schema {VERSION}"
+        );
+    }
+    Ok(())
 }
 
 /// Whether the file is ready for readers: schema [`VERSION`] in place. An older file is an
@@ -163,7 +177,7 @@ pub fn ready(conn: &Connection) -> rusqlite::Result<bool> {
 
 /// Whether `path` is a hit log of an older schema that [`prepare`] would upgrade (false when
 /// it does not exist or cannot be read; opening it for writing then says why).
-pub fn needs_upgrade(path: &std::path::Path) -> bool {
+pub fn needs_upgrade(path: &Path) -> bool {
     if !path.exists() {
         return false;
     }

@@ -128,23 +128,7 @@ impl Store {
         // A checkpoint leaves the write-ahead log at most this size (64 MiB) instead of as big
         // as its largest transaction ever was (an upgrade's, or a long outage's backlog).
         conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
-        let started = std::time::Instant::now();
-        if schema::needs_upgrade(path) {
-            tracing::info!(
-                path = %path.display(),
-                "upgrading the hit log to schema {}; new hits wait in the rings meanwhile",
-                schema::VERSION
-            );
-        }
-        if let Some(records) = schema::prepare(&mut conn)? {
-            tracing::info!(
-                path = %path.display(),
-                records,
-                took_s = started.elapsed().as_secs_f64(),
-                "hit log upgraded to schema {}",
-                schema::VERSION
-            );
-        }
+        schema::prepare(&mut conn, path)?;
         let mut store = Store {
             conn,
             schools: FxHashMap::default(),
@@ -418,11 +402,6 @@ pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
-}
-
-/// Whether the file's schema is made yet (an older schema is an error saying how to upgrade).
-pub fn has_schema(conn: &Connection) -> rusqlite::Result<bool> {
-    schema::ready(conn)
 }
 
 #[cfg(test)]
