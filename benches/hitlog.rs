@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use schooldns::config::{HitlogConfig, LoadedConfig};
 use schooldns::hitlog::query::{self, Cursor, HitFilter};
+use schooldns::hitlog::schema;
 use schooldns::hitlog::store::{self, Store};
 use schooldns::hitlog::{HitEvent, HitLog, HitRecord, now_ms};
 use schooldns::name::QueryName;
@@ -161,16 +162,21 @@ fn synthetic(i: usize, n: usize, now: i64, rng: &mut support::Rng) -> HitRecord 
     }
 }
 
-/// The stored file with `n` records, generated when missing or of another size.
+/// The stored file with `n` records, generated when missing, of another size, or written by an
+/// older schema (an upgraded file keeps the old schema's size, so its bytes per record would
+/// mislead).
 fn store_with(dir: &Path, n: usize) -> (PathBuf, i64) {
     let path = dir.join(format!("hits-{n}.sqlite"));
     let stamp = dir.join(format!("hits-{n}.now"));
     if let (Ok(text), true) = (std::fs::read_to_string(&stamp), path.exists())
         && let Ok(now) = text.trim().parse()
+        && !schema::needs_upgrade(&path)
     {
         return (path, now);
     }
-    let _ = std::fs::remove_file(&path);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("hits-{n}.sqlite{suffix}")));
+    }
     let now = now_ms();
     let mut store = Store::open(&path).unwrap();
     let mut rng = support::Rng::new(4);
