@@ -7,7 +7,12 @@
 #    asked again and again, so hits are mostly repeats folded into their records, as when
 #    devices retry what is blocked. Prints answered queries per second, hits on disk per
 #    second (over the load and until `schooldns_hitlog_pending`, which counts hits still in
-#    the rings, is 0), new records per second and hits dropped.
+#    the rings, is 0), new records per second, hits dropped, and the CPU seconds of the load
+#    generator, the query worker and the writer. Each workload runs twice: offered by dnsperf,
+#    and by examples/bench_client, which sends and reads 32 datagrams per system call and
+#    sleeps between batches. dnsperf spins and takes most of a core at this rate, which on a
+#    2-core VM is the core the writer needs; bench_client leaves it what clients on other
+#    machines would. GENERATORS="dnsperf" (or "client") runs one of them.
 # 2. p99 during a hit burst: the same query stream (80 % cache hits, 20 % distinct blocked
 #    names) at a fixed RATE against schooldns with the hit log off and on, alternated ROUNDS
 #    times in one run; prints p50/p99 of each and the on/off ratio.
@@ -25,6 +30,7 @@
 #
 #   bash benches/hitlog.sh   # DURATION=10 NAMES=1000000 HIT_RATE=110000 RATE=60000 ROUNDS=2 PROBE_RATE=2000
 #                            # SECTIONS="1 2 3" HITLOG_DIR=target/load/hitlog SHARE_CORE=0
+#                            # GENERATORS="dnsperf client"
 #
 # Needs: dnsperf, taskset, python3, curl, dig. Loopback ports 5399, 5400, 5402 only; every
 # dnsperf run is bounded by DURATION seconds.
@@ -43,7 +49,7 @@ mkdir -p "$WORK/out"
 for tool in dnsperf taskset python3 curl dig; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install dnsperf util-linux curl bind9-dnsutils)" >&2; exit 1; }
 done
-cargo build --release --quiet --bin schooldns --example bench_upstream
+cargo build --release --quiet --bin schooldns --example bench_upstream --example bench_client
 echo "== generating $NAMES blocked names and the query files"
 python3 benches/workload.py "$WORK" "$NAMES"
 
@@ -84,30 +90,61 @@ percentiles() { # dnsperf output → "p50 p99" in µs
         printf "%.0f %.0f", v[int(NR*0.5)+1], v[int(NR*0.99)+1]}'
 }
 
-writer_load() { # workload description
-    echo "== 1$1. writer under DNS load: $HIT_RATE queries/s offered, $2 (1 worker on CPU $SERVER_CPUS)"
+# CPU ticks so far of the server's threads named $2 (all of them added), or of process $1 alone.
+thread_ticks() { # pid [comm]
+    if [ -z "${2:-}" ]; then awk '{print $14 + $15}' "/proc/$1/stat"; return; fi
+    local t=0 task
+    for task in /proc/"$1"/task/*; do
+        [ "$(<"$task/comm")" = "$2" ] && t=$((t + $(awk '{print $14 + $15}' "$task/stat")))
+    done
+    echo "$t"
+}
+load_run() { # generator workload rate: the run's summary, dnsperf's lines either way
+    if [ "$1" = client ]; then
+        taskset -c "$CLIENT_CPUS" target/release/examples/bench_client --server 127.0.0.1:5400 \
+            --names "$WORK/$2.txt" --rate "$3" --duration "$DURATION" >"$WORK/out/dnsperf.out" 2>/dev/null
+        cat "$WORK/out/dnsperf.out"
+    else
+        dnsperf_run "$2" "$3"
+    fi
+}
+writer_load() { # workload generator description query-file
+    echo "== 1$1 ($2). writer under DNS load: $HIT_RATE queries/s offered by $2, $3 (1 worker on CPU $SERVER_CPUS)"
     start true
-    local records_before repeats_before t1 t2 out
+    local records_before repeats_before t1 t2 out hz worker0 writer0 gen
+    hz=$(getconf CLK_TCK)
     records_before=$(metric schooldns_hitlog_records_total)
     repeats_before=$(metric schooldns_hitlog_repeats_total)
-    out=$(dnsperf_run "$3" "$HIT_RATE")
+    worker0=$(thread_ticks "$SPID" schooldns-worke)
+    writer0=$(thread_ticks "$SPID" schooldns-hitlo)
+    # The generator's own CPU time (user + system), from bash's time keyword.
+    gen=$( { TIMEFORMAT='%U %S'; time load_run "$2" "$4" "$HIT_RATE" >"$WORK/out/load.out"; } 2>&1 | tail -n 1)
+    out=$(<"$WORK/out/load.out")
     t1=$(date +%s.%N)
     for _ in $(seq 1 300); do
         [ "$(metric schooldns_hitlog_pending)" = "0" ] && break
         sleep 0.1
     done
     t2=$(date +%s.%N)
+    local records repeats worker writer
+    records=$(( $(metric schooldns_hitlog_records_total) - records_before ))
+    repeats=$(( $(metric schooldns_hitlog_repeats_total) - repeats_before ))
+    worker=$(( $(thread_ticks "$SPID" schooldns-worke) - worker0 ))
+    writer=$(( $(thread_ticks "$SPID" schooldns-hitlo) - writer0 ))
     awk -v q="$(grep -m1 'Queries per second' <<<"$out" | awk '{print $4}')" \
         -v n="$(grep -m1 'Queries completed' <<<"$out" | awk '{print $3}')" \
-        -v r="$(( $(metric schooldns_hitlog_records_total) - records_before ))" \
-        -v rep="$(( $(metric schooldns_hitlog_repeats_total) - repeats_before ))" \
+        -v lost="$(grep -m1 'Queries lost' <<<"$out" | awk '{print $3}')" \
+        -v r="$records" -v rep="$repeats" -v hz="$hz" -v gen="$gen" -v wk="$worker" -v wr="$writer" \
         -v d="$(metric schooldns_hitlog_dropped_total)" -v b="$t1" -v c="$t2" \
         -v run="$(grep -m1 'Run time (s)' <<<"$out" | awk '{print $4}')" 'BEGIN {
-        printf "answered %d queries at %.0f qps; all on disk %.2f s after the load stopped\n", n, q, c - b
+        printf "answered %d queries at %.0f qps (lost %d); all on disk %.2f s after the load stopped\n", n, q, lost, c - b
         # Over the load and the drain after it: what the writer sustained.
         t = run + (c - b)
         printf "hits on disk per second: %.0f (%d new records + %d repeats folded into them); dropped %d\n", (r + rep) / t, r, rep, d
         printf "new records written per second: %.0f\n", r / t
+        split(gen, g, " ")
+        printf "CPU seconds: load generator %.2f, query worker %.2f, hit-log writer %.2f (%.1f us per hit on disk)\n",
+            g[1] + g[2], wk / hz, wr / hz, (r + rep > 0) ? wr / hz * 1e6 / (r + rep) : 0
     }'
     stop
 }
@@ -115,8 +152,12 @@ writer_load() { # workload description
 SECTIONS=${SECTIONS:-1 2 3}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 if want 1; then
-writer_load a "every one a distinct blocked name (each hit a new record)" burst
-writer_load b "10,000 blocked names asked again and again (repeats fold into their records)" blocked
+# Each workload with both load generators: dnsperf, and bench_client, which costs its core far
+# less (see examples/bench_client.rs), leaving the writer what clients on other machines would.
+for generator in ${GENERATORS:-dnsperf client}; do
+    writer_load a "$generator" "every one a distinct blocked name (each hit a new record)" burst
+    writer_load b "$generator" "10,000 blocked names asked again and again (repeats fold into their records)" blocked
+done
 
 fi
 
