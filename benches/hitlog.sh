@@ -30,7 +30,8 @@
 #
 #   bash benches/hitlog.sh   # DURATION=10 NAMES=1000000 HIT_RATE=110000 RATE=60000 ROUNDS=2 PROBE_RATE=2000
 #                            # SECTIONS="1 2 3" HITLOG_DIR=target/load/hitlog SHARE_CORE=0
-#                            # GENERATORS="dnsperf client"
+#                            # GENERATORS="dnsperf client" BURST_GENERATOR=dnsperf BURST_BATCH=4
+#                            # PROBE_CPUS=$CLIENT_CPUS (the core the timed probe dnsperf runs on)
 #
 # Needs: dnsperf, taskset, python3, curl, dig. Loopback ports 5399, 5400, 5402 only; every
 # dnsperf run is bounded by DURATION seconds.
@@ -188,9 +189,17 @@ fi
 # output (-v costs dnsperf enough CPU at 60,000 queries/s to saturate its core, and its own
 # delays then enter the figures above), while a second dnsperf asks cache-hit names at
 # PROBE_RATE with -v and only its answers are timed, as a student device would see them.
+# BURST_GENERATOR=client offers the burst with examples/bench_client instead of dnsperf, so
+# the burst's generator does not spin on the core the writer and the probe share; it sends
+# BURST_BATCH queries per call (a probe query can wait behind that many).
 PROBE_RATE=${PROBE_RATE:-2000}
+BURST_GENERATOR=${BURST_GENERATOR:-dnsperf}
+BURST_BATCH=${BURST_BATCH:-4}
+PROBE_CPUS=${PROBE_CPUS:-$CLIENT_CPUS}
 if want 3; then
-echo "== 3. p99 of a ${PROBE_RATE} queries/s probe beside the same burst, hit log off vs on, $ROUNDS rounds"
+burst_by=dnsperf
+[ "$BURST_GENERATOR" = client ] && burst_by="bench_client, $BURST_BATCH per call"
+echo "== 3. p99 of a ${PROBE_RATE} queries/s probe beside the same burst (offered by $burst_by), hit log off vs on, $ROUNDS rounds"
 : >"$WORK/hitlog-probe.txt"
 rm -f "$WORK"/out/probe-latencies-*.txt
 for round in $(seq 1 "$ROUNDS"); do
@@ -200,11 +209,17 @@ for round in $(seq 1 "$ROUNDS"); do
     [ $((round % 2)) = 0 ] && order="true false"
     for enabled in $order; do
         start "$enabled"
-        taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/mixburst.txt" \
-            -l "$DURATION" -c 8 -q 500 -Q "$RATE" >"$WORK/out/burst.out" 2>/dev/null &
+        if [ "$BURST_GENERATOR" = client ]; then
+            taskset -c "$CLIENT_CPUS" target/release/examples/bench_client --server 127.0.0.1:5400 \
+                --names "$WORK/mixburst.txt" --rate "$RATE" --duration "$DURATION" --batch "$BURST_BATCH" \
+                >"$WORK/out/burst.out" 2>/dev/null &
+        else
+            taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/mixburst.txt" \
+                -l "$DURATION" -c 8 -q 500 -Q "$RATE" >"$WORK/out/burst.out" 2>/dev/null &
+        fi
         LOAD=$!
         sleep 0.5
-        taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/hits.txt" \
+        taskset -c "$PROBE_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/hits.txt" \
             -l "$((DURATION - 1))" -c 1 -q 10 -Q "$PROBE_RATE" -v >"$WORK/out/probe.out" 2>/dev/null
         wait "$LOAD"
         read -r p50 p99 <<<"$(percentiles "$(<"$WORK/out/probe.out")")"

@@ -17,6 +17,10 @@
 //! bench_client --server 127.0.0.1:5400 --names target/load/burst.txt --rate 110000 --duration 10
 //! ```
 //!
+//! `--batch N` (1 to 32, default 32) sends N queries per call and sleeps after each: the server
+//! sees them arrive N at a time, so a query may wait behind up to N-1 others. Smaller batches
+//! are smoother traffic, closer to many independent devices, at more CPU for this client.
+//!
 //! Loopback only by intent; every run is bounded by `--duration`. Linux only.
 
 #[cfg(target_os = "linux")]
@@ -51,6 +55,8 @@ mod linux {
         rate: f64,
         duration: Duration,
         sockets: usize,
+        /// Queries per send call, and so per sleep: smaller is smoother traffic at more CPU.
+        batch: usize,
     }
 
     fn options() -> Result<Options, String> {
@@ -59,6 +65,7 @@ mod linux {
         let mut rate = 10_000.0;
         let mut duration = 10.0;
         let mut sockets = 8;
+        let mut batch = BATCH;
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
             let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -69,11 +76,15 @@ mod linux {
                 "--rate" => rate = value.parse().map_err(|_| bad())?,
                 "--duration" => duration = value.parse().map_err(|_| bad())?,
                 "--sockets" => sockets = value.parse().map_err(|_| bad())?,
+                "--batch" => batch = value.parse().map_err(|_| bad())?,
                 _ => return Err(format!("unknown flag {flag}")),
             }
         }
         if !(rate > 0.0 && duration > 0.0 && (1..=64).contains(&sockets)) {
             return Err("--rate and --duration must be positive, --sockets 1..=64".into());
+        }
+        if !(1..=BATCH).contains(&batch) {
+            return Err(format!("--batch must be 1..={BATCH}"));
         }
         Ok(Options {
             server: server
@@ -83,6 +94,7 @@ mod linux {
             rate,
             duration: Duration::from_secs_f64(duration),
             sockets,
+            batch,
         })
     }
 
@@ -190,7 +202,7 @@ mod linux {
                 while tally.sent < due {
                     let flight = &mut flights[turn % opts.sockets];
                     turn += 1;
-                    let count = (due - tally.sent).min(BATCH as u64) as usize;
+                    let count = (due - tally.sent).min(opts.batch as u64) as usize;
                     let now_ns = start.elapsed().as_nanos().max(1) as u64;
                     for _ in 0..count {
                         let id = flight.next_id;
@@ -220,7 +232,8 @@ mod linux {
             read_answers(&mut flights, &mut batch, &mut tally, start);
             // Sleep until the next batch is due. Answers wait in the sockets' buffers meanwhile:
             // waking for each would cost this client a context switch per answer or two.
-            let next_due = Duration::from_secs_f64((tally.sent + BATCH as u64) as f64 / opts.rate);
+            let next_due =
+                Duration::from_secs_f64((tally.sent + opts.batch as u64) as f64 / opts.rate);
             let pause = if sending {
                 next_due.saturating_sub(start.elapsed())
             } else {
