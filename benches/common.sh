@@ -1,4 +1,4 @@
-# Shared by benches/load.sh and benches/hitlog.sh (sourced, not run).
+# Shared by benches/load.sh, benches/hitlog.sh and benches/scaling.sh (sourced, not run).
 
 # Writes the benchmark district: one school on loopback blocking the generated 1-million-name
 # list, forwarding to bench_upstream on 5399, admin on 5402, the hit log in HITLOG_DIR (default

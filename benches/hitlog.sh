@@ -91,19 +91,27 @@ percentiles() { # dnsperf output → "p50 p99" in µs
         printf "%.0f %.0f", v[int(NR*0.5)+1], v[int(NR*0.99)+1]}'
 }
 
-# CPU ticks so far of the server's threads named $2 (all of them added), or of process $1 alone.
-thread_ticks() { # pid [comm]
-    if [ -z "${2:-}" ]; then awk '{print $14 + $15}' "/proc/$1/stat"; return; fi
+# CPU ticks so far of process $1's threads named $2 (all of them added).
+thread_ticks() { # pid comm
     local t=0 task
     for task in /proc/"$1"/task/*; do
         [ "$(<"$task/comm")" = "$2" ] && t=$((t + $(awk '{print $14 + $15}' "$task/stat")))
     done
     echo "$t"
 }
+
+# Offers FILE's queries to the server on 127.0.0.1:5400 at RATE per second for DURATION seconds
+# with examples/bench_client on CPUS; further bench_client flags follow.
+# Usage: client_load CPUS FILE RATE [--batch N ...]
+client_load() {
+    local cpus=$1 file=$2 rate=$3
+    shift 3
+    taskset -c "$cpus" target/release/examples/bench_client --server 127.0.0.1:5400 \
+        --names "$file" --rate "$rate" --duration "$DURATION" "$@"
+}
 load_run() { # generator workload rate: the run's summary, dnsperf's lines either way
     if [ "$1" = client ]; then
-        taskset -c "$CLIENT_CPUS" target/release/examples/bench_client --server 127.0.0.1:5400 \
-            --names "$WORK/$2.txt" --rate "$3" --duration "$DURATION" >"$WORK/out/dnsperf.out" 2>/dev/null
+        client_load "$CLIENT_CPUS" "$WORK/$2.txt" "$3" >"$WORK/out/dnsperf.out" 2>/dev/null
         cat "$WORK/out/dnsperf.out"
     else
         dnsperf_run "$2" "$3"
@@ -210,8 +218,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for enabled in $order; do
         start "$enabled"
         if [ "$BURST_GENERATOR" = client ]; then
-            taskset -c "$CLIENT_CPUS" target/release/examples/bench_client --server 127.0.0.1:5400 \
-                --names "$WORK/mixburst.txt" --rate "$RATE" --duration "$DURATION" --batch "$BURST_BATCH" \
+            client_load "$CLIENT_CPUS" "$WORK/mixburst.txt" "$RATE" --batch "$BURST_BATCH" \
                 >"$WORK/out/burst.out" 2>/dev/null &
         else
             taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/mixburst.txt" \

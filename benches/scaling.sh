@@ -57,6 +57,8 @@ run() { # workers cpus client_cpus
     wait_for 5400
     taskset -c "$3" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/hits.txt" -n 1 -c 4 -q 200 >/dev/null 2>&1
     if [ "$GENERATOR" = client ]; then
+        # Started directly, not through common.sh's client_load: $! must be the generator's
+        # own pid, since its CPU time is read from /proc/$!/stat below.
         taskset -c "$3" target/release/examples/bench_client --server 127.0.0.1:5400 \
             --names "$WORK/mix.txt" --rate "$RATE" --duration "$DURATION" >/dev/null 2>&1 &
     else

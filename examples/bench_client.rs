@@ -40,8 +40,11 @@ fn main() {
 mod linux {
     use std::net::{SocketAddr, UdpSocket};
     use std::os::fd::AsRawFd;
+    use std::str::FromStr;
     use std::time::{Duration, Instant};
 
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
     use schooldns::server::batch::{self, BATCH, Batch};
 
     /// Queries in flight are tracked per socket by ID.
@@ -98,36 +101,20 @@ mod linux {
         })
     }
 
-    /// The wire query for one "name TYPE" line (ID left zero), or why the line is unusable.
+    /// The wire query for one "name TYPE" line (ID left zero, RD set), or why the line is
+    /// unusable. Any type hickory knows by name is accepted, as dnsperf accepts them.
     fn query_for(line: &str) -> Result<Vec<u8>, String> {
         let mut fields = line.split_whitespace();
         let name = fields.next().ok_or("empty line")?;
-        let qtype: u16 = match fields.next().unwrap_or("A").to_ascii_uppercase().as_str() {
-            "A" => 1,
-            "NS" => 2,
-            "CNAME" => 5,
-            "SOA" => 6,
-            "PTR" => 12,
-            "MX" => 15,
-            "TXT" => 16,
-            "AAAA" => 28,
-            "SRV" => 33,
-            "HTTPS" => 65,
-            other => return Err(format!("unknown type {other}")),
-        };
-        // Header: ID 0, RD, one question.
-        let mut wire = vec![0, 0, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in name.trim_end_matches('.').split('.') {
-            if label.is_empty() || label.len() > 63 {
-                return Err(format!("bad name {name}"));
-            }
-            wire.push(label.len() as u8);
-            wire.extend_from_slice(label.as_bytes());
-        }
-        wire.push(0);
-        wire.extend_from_slice(&qtype.to_be_bytes());
-        wire.extend_from_slice(&1u16.to_be_bytes());
-        Ok(wire)
+        let qtype = fields.next().unwrap_or("A");
+        let name = Name::from_ascii(name).map_err(|e| format!("bad name {name}: {e}"))?;
+        let qtype = RecordType::from_str(&qtype.to_ascii_uppercase())
+            .map_err(|_| format!("unknown type {qtype}"))?;
+        let mut message = Message::new();
+        message
+            .set_recursion_desired(true)
+            .add_query(Query::query(name, qtype));
+        message.to_vec().map_err(|e| format!("cannot encode: {e}"))
     }
 
     /// One socket's queries in flight: the send time (ns since the start, 0 when none) by ID.
