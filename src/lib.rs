@@ -19,6 +19,7 @@
 //! - [`access`]: bearer tokens and the roles they grant (district, one school).
 //! - [`admin`] and [`metrics`]: `/metrics`, `/health`, `/reload` and the hit-log read API on
 //!   the admin listener.
+//! - [`logging`]: the operator's log on standard error, with remote-triggered lines rate-limited.
 //! - [`cli`]: the `schooldns` commands (`serve`, `check`, `explain`, `reload`, `hits`,
 //!   `devices`).
 //!
@@ -46,6 +47,7 @@ pub mod config;
 pub mod devices;
 pub mod hitlog;
 pub mod lists;
+pub mod logging;
 pub mod metrics;
 pub mod name;
 pub mod policy;

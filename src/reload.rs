@@ -48,7 +48,8 @@ pub enum ReloadError {
     /// A category lost too many entries at once.
     #[error(
         "category {category} shrank from {before} to {after} entries (more than {max_shrink:.0}% \
-         at once); keeping the old policy. If this is intended, force the reload (SIGUSR1)"
+         at once); keeping the old policy. If this is intended, run `schooldns reload --force` (or \
+         send SIGUSR1)"
     )]
     Shrunk {
         /// The category.
@@ -69,6 +70,8 @@ pub struct ReloadStats {
     pub succeeded: AtomicU64,
     /// Reloads refused.
     pub failed: AtomicU64,
+    /// Why the last refused reload was refused (for `POST /reload` and `schooldns reload`).
+    pub last_refusal: std::sync::Mutex<String>,
 }
 
 /// Called with each config swapped in.
@@ -145,7 +148,13 @@ impl Reloader {
             }
             Err(err) => {
                 tracing::error!(error = %err, "reload refused; the previous policy keeps serving");
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                // The reason first, then the count: whoever sees the count rise reads it.
+                *self
+                    .stats
+                    .last_refusal
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = err.to_string();
+                self.stats.failed.fetch_add(1, Ordering::SeqCst);
             }
         }
         result.map(|_| started.elapsed())

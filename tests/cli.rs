@@ -461,3 +461,47 @@ fn relative_paths_reload_when_a_list_changes() {
     let _ = child.wait();
     assert!(reloaded, "the list change was not picked up");
 }
+
+/// A network covering every address would make schooldns an open resolver: refused unless the
+/// school says so; an IPv4-mapped network is the IPv4 one (claimed twice is caught); host bits
+/// set are a located warning, not an error.
+#[test]
+fn school_networks_that_cover_everything_or_repeat_are_refused() {
+    let d = District::new();
+    d.write("adult.txt", "porn.example\n");
+    let file = d.path("schooldns.toml").display().to_string();
+    for any in ["0.0.0.0/0", "::/0", "::ffff:0.0.0.0/96"] {
+        let err = check_fails(&d, &BASE.replace("10.1.0.0/16", any));
+        assert!(
+            err.contains(&format!("{file}:9:"))
+                && err.contains("schools[0].networks: network")
+                && err.contains("covers every address")
+                && err.contains("allow_any_network = true"),
+            "{any}: {err}"
+        );
+    }
+    let allowed = BASE.replace("10.1.0.0/16", "0.0.0.0/0") + "allow_any_network = true\n";
+    let path = d.config(&allowed);
+    let out = schooldns(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let mapped = format!(
+        "{BASE}\n[[schools]]\nid = \"b\"\nname = \"School B\"\nnetworks = [\"::ffff:10.1.0.0/112\"]\nprofile = \"primary\"\n"
+    );
+    let err = check_fails(&d, &mapped);
+    assert!(
+        err.contains("schools[1].networks: network 10.1.0.0/16 is already claimed by school \"a\""),
+        "{err}"
+    );
+
+    let path = d.config(&BASE.replace("10.1.0.0/16", "10.1.2.3/16"));
+    let out = schooldns(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{file}:9:13: schools[0].networks: 10.1.2.3/16 has host bits set; it is read as 10.1.0.0/16"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}

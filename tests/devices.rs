@@ -116,10 +116,15 @@ async fn tokens_select_each_familys_profile_over_dot_and_doh() {
     // The server name may arrive in capitals; the token is still recognised.
     let upper = dot_query(&pki, dot, &sni(STAFF).to_uppercase(), &social()).await;
     assert_eq!(upper.response_code(), ResponseCode::NoError);
-    for name in [sni(REVOKED), sni(UNKNOWN), HOSTNAME.to_string()] {
+    for (name, why) in [
+        (sni(REVOKED), "device token is unknown or revoked"),
+        (sni(UNKNOWN), "device token is unknown or revoked"),
+        (HOSTNAME.to_string(), "no device token"),
+    ] {
         let refused = dot_query(&pki, dot, &name, &social()).await;
         assert_eq!(refused.response_code(), ResponseCode::Refused, "{name}");
         assert!(refused.answers().is_empty());
+        assert_eq!(ede(&refused), Some((18, why.to_string())), "{name}");
     }
 
     // DoH: the token is the last path segment; POST and GET.
@@ -145,6 +150,11 @@ async fn tokens_select_each_familys_profile_over_dot_and_doh() {
     for token in [None, Some(REVOKED), Some(UNKNOWN)] {
         let refused = doh_post(&pki, doh, token, &social()).await;
         assert_eq!(refused.response_code(), ResponseCode::Refused, "{token:?}");
+        let why = match token {
+            None => "no device token",
+            Some(_) => "device token is unknown or revoked",
+        };
+        assert_eq!(ede(&refused), Some((18, why.to_string())), "{token:?}");
     }
 
     // Plain DNS is unchanged: the network decides, and strangers are refused.

@@ -34,6 +34,8 @@ use http::{Request, Response};
 pub struct AdminState {
     /// Query counters.
     pub metrics: Arc<Metrics>,
+    /// Refusals to networks outside every school, answered and dropped.
+    pub refusals: Arc<crate::server::refusals::RefusalLimit>,
     /// Cache and upstreams.
     pub resolver: Arc<Resolver>,
     /// Reload counters.
@@ -96,6 +98,14 @@ impl AdminState {
             );
         }
         self.hits.render(&mut out);
+        crate::logging::render_metrics(&mut out);
+        let _ = write!(
+            out,
+            "# HELP schooldns_refusals_dropped_total Refusals not sent: the source network \
+             outside every school used up [server] refused_per_second.\n\
+             # TYPE schooldns_refusals_dropped_total counter\nschooldns_refusals_dropped_total {}\n",
+            self.refusals.dropped.load(Ordering::Relaxed)
+        );
         let policy = self.policy.load();
         let devices = policy.devices();
         let _ = write!(
@@ -189,9 +199,15 @@ async fn reload(state: &AdminState, peer_is_local: bool, force: bool) -> (&'stat
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if state.reloads.failed.load(Ordering::SeqCst) > failed_before {
+        let why = state
+            .reloads
+            .last_refusal
+            .lock()
+            .map(|why| why.clone())
+            .unwrap_or_default();
         (
             "409 Conflict",
-            "reload refused; the previous policy keeps serving (see the server log)\n".into(),
+            format!("reload refused; the previous policy keeps serving: {why}\n"),
         )
     } else {
         let version = state.policy.load().version();

@@ -218,7 +218,7 @@ fn reload(path: &Path, force: bool) -> anyhow::Result<ExitCode> {
     };
     write!(
         stream,
-        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

@@ -177,7 +177,7 @@ impl Default for SubscriptionsConfig {
 }
 
 /// `[admin]`: operations endpoints and who may read the hit log through them.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// `ip:port` for `/metrics`, `/health` and the `/api/*` read API; absent: no admin
@@ -187,6 +187,32 @@ pub struct AdminConfig {
     /// `[[admin.tokens]]`: bearer tokens for `/api/*`, by hash, each with a role.
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Most admin connections open at once; beyond it, the one longest without progress is
+    /// closed to admit the newcomer.
+    #[serde(default = "default_admin_connections")]
+    pub max_connections: usize,
+    /// Most admin connections from one address (IPv6: one /64) at once.
+    #[serde(default = "default_admin_per_address")]
+    pub max_connections_per_address: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> AdminConfig {
+        AdminConfig {
+            listen: None,
+            tokens: Vec::new(),
+            max_connections: default_admin_connections(),
+            max_connections_per_address: default_admin_per_address(),
+        }
+    }
+}
+
+fn default_admin_connections() -> usize {
+    256
+}
+
+fn default_admin_per_address() -> usize {
+    32
 }
 
 /// One `[[admin.tokens]]` entry. The token itself is never written in the config: only its
@@ -217,6 +243,26 @@ pub struct ServerConfig {
     /// setup pages. Needs `[tls]`.
     #[serde(default)]
     pub doh: Vec<SocketAddr>,
+    /// Most plain-DNS TCP connections open at once; when full, the one longest without a
+    /// completed query is closed to admit a newcomer.
+    #[serde(default = "default_tcp_connections")]
+    pub max_tcp_connections: usize,
+    /// Most TCP, DoT or DoH connections from one address (IPv6: one /64) at once, per
+    /// listener kind, so one client cannot hold every slot.
+    #[serde(default = "default_per_address")]
+    pub max_connections_per_address: usize,
+    /// A plain-DNS TCP connection with no completed query for this long is closed.
+    #[serde(default = "default_tcp_idle")]
+    pub tcp_idle_timeout_secs: u64,
+    /// A client that does not take an answer (TCP, DoT, DoH, admin) within this many seconds
+    /// is disconnected.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout_secs: u64,
+    /// Refusals answered per second to one source network outside every school (a /24, or
+    /// a /56 for IPv6); beyond it, queries from there are dropped unanswered, so schooldns
+    /// cannot be used to reflect traffic at a forged address.
+    #[serde(default = "default_refused_per_second")]
+    pub refused_per_second: u32,
 }
 
 impl Default for ServerConfig {
@@ -227,8 +273,33 @@ impl Default for ServerConfig {
             tcp: vec![loopback],
             dot: Vec::new(),
             doh: Vec::new(),
+            max_tcp_connections: default_tcp_connections(),
+            max_connections_per_address: default_per_address(),
+            tcp_idle_timeout_secs: default_tcp_idle(),
+            write_timeout_secs: default_write_timeout(),
+            refused_per_second: default_refused_per_second(),
         }
     }
+}
+
+fn default_tcp_connections() -> usize {
+    1024
+}
+
+fn default_per_address() -> usize {
+    64
+}
+
+fn default_tcp_idle() -> u64 {
+    10
+}
+
+fn default_write_timeout() -> u64 {
+    10
+}
+
+fn default_refused_per_second() -> u32 {
+    20
 }
 
 /// `[upstream]`: the resolvers allowed queries are forwarded to.
@@ -401,6 +472,10 @@ pub struct SchoolConfig {
     /// More specific networks of this school with another profile (`"10.1.9.0/24" = "staff"`).
     #[serde(default)]
     pub subnets: BTreeMap<String, Spanned<String>>,
+    /// Lets a network cover every address (`0.0.0.0/0`, `::/0`). Off by default: such a
+    /// network makes schooldns an open resolver for the whole internet.
+    #[serde(default)]
+    pub allow_any_network: bool,
 }
 
 /// `[defaults]`: clients outside every school network.

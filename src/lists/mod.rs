@@ -188,6 +188,10 @@ pub struct LineIssue {
 /// How many problem lines a report keeps verbatim; all of them are counted.
 pub const REPORT_SAMPLES: usize = 5;
 
+/// Fewer invalid lines than this never make a file "not a list": a short hand-written list
+/// with two typos is still a list, reported line by line.
+pub const MIN_INVALID_FOR_NOT_A_LIST: u64 = 10;
+
 /// What happened while reading one list file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParseReport {
@@ -203,6 +207,9 @@ pub struct ParseReport {
     pub rejected: u64,
     /// Lines skipped as valid but not enforceable by DNS (cosmetic rules, URLs with paths).
     pub unsupported: u64,
+    /// Of the rejected lines, those that name an IP address instead of a domain (hosts and
+    /// domain lists carry some; they say nothing about whether the file is a list).
+    pub ip_addresses: u64,
     /// The first [`REPORT_SAMPLES`] rejected or unsupported lines.
     pub samples: Vec<LineIssue>,
 }
@@ -212,6 +219,10 @@ impl ParseReport {
     pub fn record(&mut self, line: u32, problem: LineProblem, text: &str) {
         match problem {
             LineProblem::Unsupported(_) => self.unsupported += 1,
+            LineProblem::Name(crate::name::NameError::IpAddress) => {
+                self.rejected += 1;
+                self.ip_addresses += 1;
+            }
             _ => self.rejected += 1,
         }
         if self.samples.len() < REPORT_SAMPLES {
@@ -227,11 +238,33 @@ impl ParseReport {
         }
     }
 
+    /// Why this file is not a list at all, if it is not: more invalid rule lines than valid
+    /// ones (IP-address entries and rules DNS cannot apply do not count either way). A binary
+    /// file or a web page dropped in place of a list yields a handful of junk "names" among
+    /// thousands of bad lines; accepting it would unblock every name the real list held.
+    pub fn not_a_list(&self) -> Option<String> {
+        let invalid = self.rejected - self.ip_addresses;
+        if invalid < MIN_INVALID_FOR_NOT_A_LIST || invalid <= self.accepted {
+            return None;
+        }
+        let first = self
+            .samples
+            .iter()
+            .find(|s| !matches!(s.problem, LineProblem::Unsupported(_)))
+            .map(|s| format!(" (line {}: {})", s.line, s.problem))
+            .unwrap_or_default();
+        Some(format!(
+            "not a list: {invalid} invalid lines against {} valid entries{first}",
+            self.accepted
+        ))
+    }
+
     /// Adds another file's counts into this one (samples up to the limit).
     pub fn merge(&mut self, other: &ParseReport) {
         self.lines += other.lines;
         self.accepted += other.accepted;
         self.rejected += other.rejected;
+        self.ip_addresses += other.ip_addresses;
         self.unsupported += other.unsupported;
         for s in &other.samples {
             if self.samples.len() < REPORT_SAMPLES {

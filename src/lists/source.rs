@@ -51,6 +51,17 @@ fn open(path: &Path) -> io::Result<Box<dyn Read>> {
     }
 }
 
+/// Lines in a file (plain or gzip), for files that are counted, not parsed (UT1 `urls`).
+pub fn count_lines(path: &Path) -> io::Result<u64> {
+    let mut reader = BufReader::new(open(path)?);
+    let (mut lines, mut raw) = (0u64, Vec::new());
+    while reader.read_until(b'\n', &mut raw)? > 0 {
+        lines += 1;
+        raw.clear();
+    }
+    Ok(lines)
+}
+
 /// Reads one list file, detecting its format unless `format` is given, and calls `sink` for
 /// every accepted rule.
 pub fn read_list(
@@ -97,6 +108,9 @@ pub fn read_list(
                 );
             }
         }
+    }
+    if let Some(why) = report.not_a_list() {
+        return Err(err(io::Error::new(io::ErrorKind::InvalidData, why)));
     }
     Ok(report)
 }

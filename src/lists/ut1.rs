@@ -33,10 +33,7 @@ pub fn domain_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
 pub fn url_rule_count(dir: &Path) -> u64 {
     ["urls", "urls.gz"]
         .iter()
-        .filter_map(|f| {
-            super::read_list(&dir.join(f), Some(super::Format::Domains), &mut |_| {}).ok()
-        })
-        .map(|report| report.lines)
+        .filter_map(|f| super::source::count_lines(&dir.join(f)).ok())
         .sum()
 }
 

@@ -301,6 +301,18 @@ impl Compiler {
                         format!("{:?} is not a CIDR network", net.get_ref()),
                     )
                 })?;
+                if parsed.prefix_len() == 0 && !s.allow_any_network {
+                    return Err(source.error_at(
+                        net.span(),
+                        &key,
+                        format!(
+                            "network {parsed} covers every address and would make schooldns an \
+                             open resolver; set allow_any_network = true on this school if \
+                             that is really meant"
+                        ),
+                    ));
+                }
+                warn_host_bits(source, net.span(), &key, net.get_ref(), parsed);
                 let target = NetworkTarget {
                     school: school_index,
                     profile,
@@ -326,6 +338,7 @@ impl Compiler {
                         format!("{cidr:?} is not a CIDR network"),
                     )
                 })?;
+                warn_host_bits(source, sub_profile.span(), &key, cidr, parsed);
                 if !claimed.iter().any(|(n, _)| n.contains(&parsed)) {
                     return Err(source.error_at(
                         sub_profile.span(),
@@ -469,9 +482,46 @@ fn parse_answer(answer: &str) -> Option<BlockAnswer> {
 }
 
 /// A CIDR network; a bare address means that one host.
+/// A network as the table keys it: host bits cleared, and an IPv4-mapped IPv6 network
+/// (`::ffff:10.1.0.0/112`) as the IPv4 network it is, since clients on dual-stack sockets are
+/// matched as IPv4 (so the same network written both ways is caught as claimed twice).
 fn parse_network(text: &str) -> Option<IpNet> {
-    text.parse::<IpNet>()
+    let net = text
+        .parse::<IpNet>()
         .ok()
-        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
-        .map(|n| n.trunc())
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))?;
+    if let IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+    {
+        return ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+            .ok()
+            .map(|n| IpNet::V4(n.trunc()));
+    }
+    Some(net.trunc())
+}
+
+/// `10.1.2.3/16` is read as `10.1.0.0/16`: likely a typo for another prefix, so say so (with
+/// the place in the config) without refusing the config.
+fn warn_host_bits(
+    source: &crate::config::SourceText,
+    span: std::ops::Range<usize>,
+    key: &str,
+    text: &str,
+    parsed: IpNet,
+) {
+    let as_written = text
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from));
+    if let Some(written) = as_written
+        && written.addr() != written.network()
+    {
+        let note = source.error_at(
+            span,
+            key,
+            format!("{text} has host bits set; it is read as {parsed}"),
+        );
+        tracing::warn!("{note}");
+    }
 }

@@ -242,7 +242,7 @@ fn wire_answer(key: &CacheKey, answer: &Answer, ttl: u32) -> Option<WireAnswer> 
     message.add_query(Query::query(name, qtype));
     message.add_answers(answer.answers.iter().cloned());
     message.add_name_servers(answer.authority.iter().cloned());
-    let bytes = message.to_vec().ok()?;
+    let bytes = crate::server::response::to_wire(&message)?;
     let start = 12 + name_len + 4;
     let sections = bytes.get(start..)?.to_vec();
     // Walk the records: name (labels or a pointer), type, class, TTL, length, data.

@@ -14,8 +14,7 @@ use crate::policy::{BlockAnswer, Policy, Verdict};
 use crate::resolve::cache::WireAnswer;
 
 use super::response::{
-    ADVERTISED_PAYLOAD, BLOCK_TTL, EDE_BLOCKED, EDE_OPTION, EDE_PROHIBITED, REFUSED_TEXT,
-    blocked_text,
+    ADVERTISED_PAYLOAD, BLOCK_TTL, EDE_BLOCKED, EDE_OPTION, EDE_PROHIBITED, blocked_text,
 };
 
 const TYPE_A: u16 = 1;
@@ -150,10 +149,17 @@ impl<'a> WireQuery<'a> {
         (out.len() <= self.limit()).then_some(out)
     }
 
-    /// REFUSED with EDE 18.
-    pub fn refused(&self) -> Option<Vec<u8>> {
+    /// REFUSED with EDE 18 and `text`; without text, EDE 18 only if the answer stays no
+    /// larger than the query (a refusal must never amplify; see `refusals.rs`).
+    pub fn refused(&self, text: Option<&str>) -> Option<Vec<u8>> {
         let out = self.start(5, 0, 0);
-        self.finish(out, Some((EDE_PROHIBITED, REFUSED_TEXT)))
+        match text {
+            Some(text) => self.finish(out, Some((EDE_PROHIBITED, text))),
+            None => match self.finish(out.clone(), Some((EDE_PROHIBITED, ""))) {
+                Some(with_ede) if with_ede.len() <= self.packet.len() => Some(with_ede),
+                _ => self.finish(out, None),
+            },
+        }
     }
 
     /// A block per the profile's answer, with EDE 15 naming the category.
@@ -222,7 +228,6 @@ pub fn answer(
     on_block: impl FnOnce(&crate::policy::Decision, &str, &str),
 ) -> Option<(Vec<u8>, FastOutcome)> {
     match decision.verdict {
-        Verdict::Refuse => query.refused().map(|b| (b, FastOutcome::Refuse)),
         Verdict::Block(block) => {
             let category = decision.rule.map_or("policy", |r| policy.rule_category(&r));
             let profile = decision
@@ -236,6 +241,7 @@ pub fn answer(
             let (wire, age) = cache.get_wire(query.key())?;
             query.cached(&wire, age).map(|b| (b, FastOutcome::Allow))
         }
-        Verdict::Rewrite(_) => None,
+        // Refusals are the handler's (what they say depends on the transport and budget).
+        Verdict::Rewrite(_) | Verdict::Refuse => None,
     }
 }

@@ -18,10 +18,12 @@ use hickory_proto::rr::rdata::{CNAME, HINFO};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::fast;
+use super::refusals::{NO_TOKEN_TEXT, RefusalLimit, UNKNOWN_TOKEN_TEXT};
 use super::response::{blocked, encode_udp, formerr_from_header, refused, reply_to};
 use crate::hitlog::{HitEvent, HitSender};
 use crate::metrics::{Metrics, Outcome};
 use crate::name::QueryName;
+use crate::policy::decision::RuleSource;
 use crate::policy::{Decision, Policy, SharedPolicy, Verdict};
 use crate::resolve::Resolver;
 
@@ -118,6 +120,20 @@ pub struct Handler {
     metrics: Arc<Metrics>,
     /// Where blocks are recorded.
     hits: HitSender,
+    /// Refusals per source network outside every school.
+    refusals: Arc<RefusalLimit>,
+}
+
+/// What a query needs from upstream: the policy it was decided with, and the step.
+type Upstream = (Arc<Policy>, Step);
+
+/// How a refused query is answered.
+enum Refusal {
+    /// Not at all: the source network used up its refusals for this second.
+    Drop,
+    /// REFUSED with EDE 18, with this text (`None`: no text, and only if it fits in the
+    /// query's size).
+    Answer(Option<&'static str>),
 }
 
 impl Handler {
@@ -127,13 +143,33 @@ impl Handler {
         resolver: Arc<Resolver>,
         metrics: Arc<Metrics>,
         hits: HitSender,
+        refusals: Arc<RefusalLimit>,
     ) -> Handler {
         Handler {
             policy,
             resolver,
             metrics,
             hits,
+            refusals,
         }
+    }
+
+    /// How to refuse this query: device refusals say why; network refusals are small and
+    /// budgeted per source network over UDP (see `refusals.rs`).
+    fn refusal(&self, decision: &Decision, origin: Origin<'_>) -> Refusal {
+        let by_device = decision
+            .rule
+            .is_some_and(|r| r.source == RuleSource::UnknownDevice);
+        if by_device {
+            return Refusal::Answer(Some(match origin.token {
+                None => NO_TOKEN_TEXT,
+                Some(_) => UNKNOWN_TOKEN_TEXT,
+            }));
+        }
+        if origin.protocol == Protocol::Udp && !self.refusals.allow(origin.addr.ip()) {
+            return Refusal::Drop;
+        }
+        Refusal::Answer(None)
     }
 
     /// Handles one plain-DNS message; `None` means send nothing.
@@ -169,7 +205,7 @@ impl Handler {
             return Handled::Done(None);
         }
         if let Some(response) = self.fast(bytes, origin) {
-            return Handled::Done(Some(response));
+            return Handled::Done(response);
         }
         let Ok(request) = Message::from_vec(bytes) else {
             return Handled::Done(formerr_from_header(bytes));
@@ -177,9 +213,14 @@ impl Handler {
         if request.message_type() != MessageType::Query {
             return Handled::Done(None);
         }
-        match self.respond_now(&request, origin) {
-            Ok((response, outcome)) => {
+        match self.respond_now(&request, bytes.len(), origin) {
+            Ok(Some((response, outcome))) => {
                 Handled::Done(self.encode(&request, &response, outcome, protocol))
+            }
+            Ok(None) => {
+                self.metrics
+                    .record(protocol, Outcome::Refuse, ResponseCode::Refused);
+                Handled::Done(None)
             }
             Err((policy, step)) => Handled::Pending(Box::new(Pending {
                 request,
@@ -191,8 +232,9 @@ impl Handler {
         }
     }
 
-    /// The wire-level fast path for the common cases (see `fast.rs`), on every transport.
-    fn fast(&self, bytes: &[u8], origin: Origin<'_>) -> Option<Vec<u8>> {
+    /// The wire-level fast path for the common cases (see `fast.rs`), on every transport:
+    /// `Some(answer)` when it decided (`Some(None)`: send nothing), `None` for the general path.
+    fn fast(&self, bytes: &[u8], origin: Origin<'_>) -> Option<Option<Vec<u8>>> {
         let (client, protocol) = (origin.addr.ip(), origin.protocol);
         let mut query = fast::WireQuery::parse(bytes)?;
         if protocol != Protocol::Udp {
@@ -204,6 +246,15 @@ impl Handler {
         } else {
             policy.decide(client, &query.name)
         };
+        if matches!(decision.verdict, Verdict::Refuse) {
+            let response = match self.refusal(&decision, origin) {
+                Refusal::Drop => None,
+                Refusal::Answer(text) => Some(query.refused(text)?),
+            };
+            self.metrics
+                .record(protocol, Outcome::Refuse, ResponseCode::Refused);
+            return Some(response);
+        }
         let (response, outcome) = fast::answer(
             &query,
             &policy,
@@ -232,7 +283,7 @@ impl Handler {
             }
         };
         self.metrics.record(protocol, outcome, rcode);
-        Some(response)
+        Some(Some(response))
     }
 
     /// Completes a query that needs an upstream.
@@ -263,17 +314,19 @@ impl Handler {
             .record(protocol, outcome, response.response_code());
         match protocol {
             Protocol::Udp => encode_udp(request, response),
-            Protocol::Tcp | Protocol::Dot | Protocol::Doh => response.to_vec().ok(),
+            Protocol::Tcp | Protocol::Dot | Protocol::Doh => super::response::to_wire(response),
         }
     }
 
+    /// The answer when it needs no upstream (`None`: send nothing), or what to do upstream.
     fn respond_now(
         &self,
         request: &Message,
+        request_len: usize,
         origin: Origin<'_>,
-    ) -> Result<(Message, Outcome), (Arc<Policy>, Step)> {
+    ) -> Result<Option<(Message, Outcome)>, Upstream> {
         let (client, protocol) = (origin.addr.ip(), origin.protocol);
-        let error = |rcode| Ok((reply_to(request, rcode), Outcome::Error));
+        let error = |rcode| Ok(Some((reply_to(request, rcode), Outcome::Error)));
         if request.op_code() != OpCode::Query {
             return error(ResponseCode::NotImp);
         }
@@ -292,7 +345,10 @@ impl Handler {
         let Ok(name) = QueryName::from_ascii_bytes(query.name().to_ascii().as_bytes()) else {
             // Not a host name (the root, binary labels): nothing a student device needs, and
             // nothing a list could be matched against, so it is not forwarded.
-            return Ok((reply_to(request, ResponseCode::Refused), Outcome::Refuse));
+            return Ok(Some((
+                reply_to(request, ResponseCode::Refused),
+                Outcome::Refuse,
+            )));
         };
         let decision = if protocol.is_encrypted() {
             policy.decide_device(origin.token, &name)
@@ -301,17 +357,24 @@ impl Handler {
         };
         let asker = Asker { client, protocol };
         match decision.verdict {
-            Verdict::Refuse => Ok((refused(request), Outcome::Refuse)),
-            Verdict::Block(answer) => Ok((
+            Verdict::Refuse => Ok(match self.refusal(&decision, origin) {
+                Refusal::Drop => None,
+                Refusal::Answer(text) => {
+                    Some((refused(request, text, request_len), Outcome::Refuse))
+                }
+            }),
+            Verdict::Block(answer) => Ok(Some((
                 self.block(request, &policy, &decision, answer, asker, None),
                 Outcome::Block,
-            )),
+            ))),
             Verdict::Rewrite(target) => Err((policy, Step::Rewrite(target))),
             Verdict::Allow if query.query_type() == RecordType::ANY => {
-                Ok((minimal_any(request), Outcome::Allow))
+                Ok(Some((minimal_any(request), Outcome::Allow)))
             }
             Verdict::Allow => match self.resolver.cached(query.name(), query.query_type()) {
-                Some(answer) => Ok(self.answer(request, &policy, &decision, answer, asker)),
+                Some(answer) => Ok(Some(
+                    self.answer(request, &policy, &decision, answer, asker),
+                )),
                 None => Err((policy, Step::Forward { decided: decision })),
             },
         }

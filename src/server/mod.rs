@@ -16,6 +16,7 @@ pub mod encrypted;
 pub mod fast;
 pub mod handler;
 pub mod http2;
+pub mod refusals;
 pub mod response;
 pub mod scratch;
 pub mod stream;
@@ -136,11 +137,15 @@ impl Server {
         ));
         let metrics = Arc::new(Metrics::default());
         let hitlog = HitLog::start(&config.hitlog).context("starting the hit-log writer")?;
+        let refusals = Arc::new(refusals::RefusalLimit::new(
+            config.server.refused_per_second,
+        ));
         let handler = Arc::new(Handler::new(
             Arc::clone(&policy),
             Arc::clone(&resolver),
             Arc::clone(&metrics),
             hitlog.sender(),
+            Arc::clone(&refusals),
         ));
         let mut udp = Vec::new();
         for addr in &config.server.udp {
@@ -238,6 +243,7 @@ impl Server {
                 .context("starting the reload thread")?;
         let admin_state = Arc::new(AdminState {
             metrics,
+            refusals,
             resolver: Arc::clone(&resolver),
             reloads: Arc::clone(&reload_stats),
             policy: Arc::clone(&policy),

@@ -4,10 +4,13 @@
 
 use std::net::IpAddr;
 
+use hickory_proto::ProtoError;
+use hickory_proto::op::message::emit_message_parts;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use crate::policy::BlockAnswer;
 
@@ -17,8 +20,6 @@ pub const EDE_BLOCKED: u16 = 15;
 pub const EDE_PROHIBITED: u16 = 18;
 /// EDE option code (RFC 8914 §2).
 pub const EDE_OPTION: u16 = 15;
-/// EDE text of a refusal.
-pub const REFUSED_TEXT: &str = "client network is not served by this resolver";
 
 /// EDE text of a block: what `dig` shows a teacher asking why.
 pub fn blocked_text(category: &str) -> String {
@@ -63,10 +64,21 @@ pub fn add_ede(response: &mut Message, code: u16, text: &str) {
     }
 }
 
-/// A REFUSED answer for a client outside every school network.
-pub fn refused(request: &Message) -> Message {
+/// A REFUSED answer with EDE 18 and `text`; without text (a client outside every school
+/// network), EDE 18 only while the answer stays no larger than the query's `request_len`
+/// bytes, so a refusal never amplifies.
+pub fn refused(request: &Message, text: Option<&str>, request_len: usize) -> Message {
     let mut response = reply_to(request, ResponseCode::Refused);
-    add_ede(&mut response, EDE_PROHIBITED, REFUSED_TEXT);
+    match text {
+        Some(text) => add_ede(&mut response, EDE_PROHIBITED, text),
+        None => {
+            let mut with_ede = response.clone();
+            add_ede(&mut with_ede, EDE_PROHIBITED, "");
+            if to_wire(&with_ede).is_some_and(|wire| wire.len() <= request_len) {
+                return with_ede;
+            }
+        }
+    }
     response
 }
 
@@ -99,6 +111,78 @@ pub fn blocked(request: &Message, answer: BlockAnswer, category: &str) -> Messag
     response
 }
 
+/// Record types whose RDATA names may be compressed (RFC 1035 §3.3; RFC 3597 §4 forbids it for
+/// every later type), plus types whose RDATA holds no name at all.
+fn rdata_may_be_compressed(rtype: RecordType) -> bool {
+    use RecordType::*;
+    matches!(
+        rtype,
+        A | AAAA | CNAME | MX | NS | PTR | SOA | TXT | OPT | CAA | HINFO | NULL
+    )
+}
+
+/// A record whose RDATA is written without name compression; its owner name may still be.
+struct UncompressedRdata<'a>(&'a Record);
+
+impl BinEncodable for UncompressedRdata<'_> {
+    fn emit(&self, encoder: &mut BinEncoder<'_>) -> Result<(), ProtoError> {
+        let record = self.0;
+        if rdata_may_be_compressed(record.record_type()) {
+            return record.emit(encoder);
+        }
+        record.name().emit(encoder)?;
+        record.record_type().emit(encoder)?;
+        record.dns_class().emit(encoder)?;
+        encoder.emit_u32(record.ttl())?;
+        let place = encoder.place::<u16>()?;
+        encoder.with_canonical_names(|encoder| record.data().emit(encoder))?;
+        let len = encoder.len_since_place(&place);
+        place.replace(
+            encoder,
+            u16::try_from(len).map_err(|_| ProtoError::from("RDATA too long"))?,
+        )
+    }
+}
+
+/// The one encoder of every message schooldns sends or caches. hickory compresses names
+/// inside the RDATA of any type (an HTTPS record's TargetName came back as `www` + pointer),
+/// which RFC 9460 §2.2 and RFC 3597 §4 forbid and strict clients reject; a message holding such
+/// a type is written record by record with its RDATA uncompressed.
+pub fn to_wire(message: &Message) -> Option<Vec<u8>> {
+    let all = || {
+        message
+            .answers()
+            .iter()
+            .chain(message.name_servers())
+            .chain(message.additionals())
+    };
+    if all().all(|r| rdata_may_be_compressed(r.record_type())) {
+        return message.to_vec().ok();
+    }
+    fn wrap(records: &[Record]) -> Vec<UncompressedRdata<'_>> {
+        records.iter().map(UncompressedRdata).collect()
+    }
+    let (answers, authority, additional) = (
+        wrap(message.answers()),
+        wrap(message.name_servers()),
+        wrap(message.additionals()),
+    );
+    let mut bytes = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    emit_message_parts(
+        message.header(),
+        &mut message.queries().iter(),
+        &mut answers.iter(),
+        &mut authority.iter(),
+        &mut additional.iter(),
+        message.extensions().as_ref(),
+        message.signature(),
+        &mut encoder,
+    )
+    .ok()?;
+    Some(bytes)
+}
+
 /// Encodes a response for UDP: if it is larger than the client can take (its EDNS payload size,
 /// or 512 bytes without EDNS), only the header and question go back, with TC set, and the
 /// client retries over TCP.
@@ -107,7 +191,7 @@ pub fn encode_udp(request: &Message, response: &Message) -> Option<Vec<u8>> {
         Some(edns) => edns.max_payload().clamp(512, ADVERTISED_PAYLOAD.max(512)) as usize,
         None => 512,
     };
-    let bytes = response.to_vec().ok()?;
+    let bytes = to_wire(response)?;
     if bytes.len() <= limit {
         return Some(bytes);
     }

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 /// An authoritative-looking upstream on 127.0.0.1 with a few special names:
 /// - `cname.example.` → CNAME `blocked-target.example.` → A
 /// - `big.example.` TXT → about 4 KB of TXT records (truncated over UDP)
+/// - `svc.school.test.` HTTPS → `1 svc.school.test. alpn=h2` (its TargetName is the owner)
 /// - `nx.example.` → NXDOMAIN with an SOA
 /// - `short.example.` → A with TTL 1
 /// - `slow.example.` → A after 300 ms
@@ -63,6 +64,22 @@ pub fn answer_for(request: &Message) -> Message {
                     RData::TXT(TXT::new(vec![format!("{i:03}-{}", "x".repeat(96))])),
                 ));
             }
+        }
+        ("svc.school.test.", RecordType::HTTPS) => {
+            use hickory_proto::rr::rdata::svcb::{Alpn, SVCB, SvcParamKey, SvcParamValue};
+            let svcb = SVCB::new(
+                1,
+                name("svc.school.test."),
+                vec![(
+                    SvcParamKey::Alpn,
+                    SvcParamValue::Alpn(Alpn(vec!["h2".to_string()])),
+                )],
+            );
+            m.add_answer(Record::from_rdata(
+                q.name().clone(),
+                300,
+                RData::HTTPS(hickory_proto::rr::rdata::HTTPS(svcb)),
+            ));
         }
         ("nx.example.", _) => {
             m.set_response_code(ResponseCode::NXDomain);
@@ -230,17 +247,21 @@ pub async fn udp_query(server: SocketAddr, from: &str, message: &Message) -> Mes
 
 /// One TCP query from 127.0.0.1.
 pub async fn tcp_query(server: SocketAddr, message: &Message) -> Message {
+    Message::from_vec(&tcp_raw(server, &message.to_vec().unwrap()).await).unwrap()
+}
+
+/// One length-prefixed exchange over a new TCP connection from 127.0.0.1: the answer's bytes.
+pub async fn tcp_raw(server: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(server).await.unwrap();
-    let bytes = message.to_vec().unwrap();
     stream
         .write_all(&(bytes.len() as u16).to_be_bytes())
         .await
         .unwrap();
-    stream.write_all(&bytes).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
     let len = stream.read_u16().await.unwrap();
     let mut buf = vec![0u8; len as usize];
     stream.read_exact(&mut buf).await.unwrap();
-    Message::from_vec(&buf).unwrap()
+    buf
 }
 
 /// The EDE (code, text) of a response, if any.

@@ -298,3 +298,98 @@ pub fn parse_cpus(list: &str) -> Vec<usize> {
         })
         .collect()
 }
+
+/// The real `schooldns serve` binary on a district of its own, its standard error kept in a
+/// file (readable while it runs); killed when dropped.
+pub struct RealServer {
+    pub district: District,
+    pub child: std::process::Child,
+    /// UDP and TCP share this address.
+    pub dns: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+}
+
+/// A district served by [`RealServer`]: `127.0.0.0/24` is school "a" (profile primary, which
+/// blocks `porn.example`), the upstream is a closed port. `@EXTRA` in `extra` goes at the end.
+pub fn real_server_config(udp: u16, admin: u16, extra: &str) -> String {
+    format!(
+        "[server]\nudp = [\"127.0.0.1:{udp}\"]\ntcp = [\"127.0.0.1:{udp}\"]\n\
+         [upstream]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 300\n\
+         [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+         [hitlog]\npath = \"@/hitlog/hits.sqlite\"\n\
+         [categories.adult]\nlists = [\"@/adult.txt\"]\n[profiles.primary]\nblock = [\"adult\"]\n\
+         [[schools]]\nid = \"a\"\nname = \"A\"\nnetworks = [\"127.0.0.0/24\"]\nprofile = \"primary\"\n\
+         {extra}\n"
+    )
+}
+
+impl RealServer {
+    /// Starts the binary on [`real_server_config`] with `extra` appended; returns once it
+    /// answers a blocked name over UDP.
+    pub fn start(extra: &str) -> RealServer {
+        RealServer::start_prepared(extra, |_| {})
+    }
+
+    /// Like [`RealServer::start`], with `prepare` writing files first.
+    pub fn start_prepared(extra: &str, prepare: impl FnOnce(&District)) -> RealServer {
+        let district = District::new();
+        district.write("adult.txt", "porn.example\n");
+        std::fs::create_dir_all(district.path("hitlog")).unwrap();
+        prepare(&district);
+        let (port, admin) = (free_port(), free_port());
+        let path = district.config(&real_server_config(port, admin, extra));
+        let stderr = std::fs::File::create(district.path("stderr.log")).unwrap();
+        let child = spawn_serve(&path, std::process::Stdio::from(stderr));
+        let server = RealServer {
+            district,
+            child,
+            dns: ([127, 0, 0, 1], port).into(),
+            admin: ([127, 0, 0, 1], admin).into(),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while server.answers_udp().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "schooldns never answered: {}",
+                server.log()
+            );
+        }
+        server
+    }
+
+    /// The rcode of one blocked-name query over UDP, `None` without an answer in 300 ms.
+    pub fn answers_udp(&self) -> Option<hickory_proto::op::ResponseCode> {
+        let query = dns::query_message("www.porn.example.", hickory_proto::rr::RecordType::A, true)
+            .to_vec()
+            .unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .unwrap();
+        client.send_to(&query, self.dns).unwrap();
+        let mut buf = [0u8; 1500];
+        let n = client.recv(&mut buf).ok()?;
+        Some(
+            hickory_proto::op::Message::from_vec(&buf[..n])
+                .ok()?
+                .response_code(),
+        )
+    }
+
+    /// What the server wrote to standard error so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.district.path("stderr.log")).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for RealServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
