@@ -228,7 +228,10 @@ async fn readers_see_only_what_their_role_allows() {
     )
     .await;
     assert!(
-        head.contains(" 401 ") && head.contains("WWW-Authenticate: Bearer"),
+        head.contains(" 401 ")
+            && head
+                .to_ascii_lowercase()
+                .contains("www-authenticate: bearer"),
         "{head}"
     );
 

@@ -1,4 +1,4 @@
-//! DoH over HTTP/2 against the server's own HTTP/2 connection, driven by an independent client
+//! DoH over HTTP/2 (hyper and h2 underneath) driven by an independent client
 //! (the `h2` crate, which hyper uses): many concurrent streams on one connection, answers that
 //! wait on the upstream beside ones from the cache, request bodies split over DATA frames, a
 //! client window smaller than the answer, and a client that misbehaves while others are served.
@@ -210,4 +210,170 @@ async fn an_idle_connection_is_closed_with_goaway() {
     assert!(ended.unwrap().is_ok(), "a graceful close, not an error");
     assert!(started.elapsed() >= std::time::Duration::from_millis(500));
     drop(client);
+}
+
+/// A raw HTTP/2 connection (ALPN `h2`) that has sent the preface and an empty SETTINGS.
+async fn raw_h2(
+    pki: &TestPki,
+    doh: std::net::SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut tls = connect(pki.client_config(&[b"h2"]), doh, HOSTNAME)
+        .await
+        .unwrap();
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    tls.write_all(&bytes).await.unwrap();
+    tls
+}
+
+/// A frame header: length, type, flags, stream id.
+fn frame(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
+    out.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+}
+
+/// Reads until the server closes (or `limit` passes): the bytes, and whether it closed.
+async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    limit: std::time::Duration,
+) -> (Vec<u8>, bool) {
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (reply, true),
+            Ok(Ok(n)) => reply.extend_from_slice(&buf[..n]),
+            Err(_) => return (reply, false),
+        }
+    }
+}
+
+/// The error code of the first GOAWAY frame in `bytes`.
+fn goaway_code(bytes: &[u8]) -> Option<u32> {
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = u32::from_be_bytes([0, bytes[at], bytes[at + 1], bytes[at + 2]]) as usize;
+        if bytes[at + 3] == 7 && at + 9 + 8 <= bytes.len() {
+            let code = &bytes[at + 9 + 4..at + 9 + 8];
+            return Some(u32::from_be_bytes([code[0], code[1], code[2], code[3]]));
+        }
+        at += 9 + len;
+    }
+    None
+}
+
+/// A stream left unfinished (headers, no end of stream) and a flow-control window held at
+/// zero make no progress: each such connection is closed after the idle timeout plus the
+/// close grace, where the hand-written stack kept them 70 s and more.
+#[tokio::test]
+async fn connections_without_progress_are_closed() {
+    let pki = TestPki::new();
+    let config = encrypted_config("").replace("hostname = ", "idle_timeout_secs = 1\nhostname = ");
+    let s = TestServer::start_prepared(&config, |district| {
+        pki.write(district.dir.path());
+        district.write("devices.toml", DEVICES);
+    })
+    .await;
+    let doh = s.doh.unwrap();
+    let limit = std::time::Duration::from_secs(12);
+
+    // Unfinished: a POST whose body never ends.
+    let tls = connect(pki.client_config(&[b"h2"]), doh, HOSTNAME)
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tls).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut ready = client.clone().ready().await.unwrap();
+    let request = http::Request::post(format!("https://{HOSTNAME}/dns-query/{STAFF}"))
+        .header("content-type", "application/dns-message")
+        .body(())
+        .unwrap();
+    let (_response, _body) = ready.send_request(request, false).unwrap();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(limit, connection)
+        .await
+        .expect("an unfinished stream does not hold the connection")
+        .ok();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+
+    // Zero window: the answer can never be sent.
+    let tls = connect(pki.client_config(&[b"h2"]), doh, HOSTNAME)
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tls)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let held_client = client.clone();
+    let held =
+        tokio::spawn(async move { get(held_client, STAFF, &query("zero.example.net.", 4)).await });
+    tokio::time::timeout(limit, connection)
+        .await
+        .expect("a zero window does not hold the connection")
+        .ok();
+    held.abort();
+    drop(client);
+    s.stop().await;
+}
+
+/// Rapid reset (CVE-2023-44487): streams opened and reset at once. The connection is closed
+/// with GOAWAY long before the client's 500 streams are through.
+#[tokio::test]
+async fn rapid_reset_closes_the_connection() {
+    let pki = TestPki::new();
+    let s = start(&pki, "").await;
+    let mut tls = raw_h2(&pki, s.doh.unwrap()).await;
+    let mut bytes = Vec::new();
+    for i in 0..500u32 {
+        let stream = 2 * i + 1;
+        // HEADERS: GET https / (static table 2, 7, 4), END_STREAM | END_HEADERS.
+        frame(&mut bytes, 3, 1, 5, stream);
+        bytes.extend_from_slice(&[0x82, 0x87, 0x84]);
+        // RST_STREAM CANCEL.
+        frame(&mut bytes, 4, 3, 0, stream);
+        bytes.extend_from_slice(&8u32.to_be_bytes());
+    }
+    let _ = tls.write_all(&bytes).await;
+    let (reply, closed) = read_until_closed(&mut tls, std::time::Duration::from_secs(10)).await;
+    assert!(closed, "the connection stays open");
+    // ENHANCE_YOUR_CALM (11) from the reset limit, or PROTOCOL_ERROR.
+    let code = goaway_code(&reply).expect("a GOAWAY frame");
+    assert!(code == 11 || code == 1, "GOAWAY code {code}");
+    s.stop().await;
+}
+
+/// A header block that never ends (empty CONTINUATION frames, CVE-2024-27316): the hand-written
+/// stack accepted a billion of them; the connection is now closed.
+#[tokio::test]
+async fn endless_continuation_frames_close_the_connection() {
+    let pki = TestPki::new();
+    let s = start(&pki, "").await;
+    let mut tls = raw_h2(&pki, s.doh.unwrap()).await;
+    let mut head = Vec::new();
+    // HEADERS with END_STREAM but not END_HEADERS.
+    frame(&mut head, 3, 1, 1, 1);
+    head.extend_from_slice(&[0x82, 0x87, 0x84]);
+    tls.write_all(&head).await.unwrap();
+    let mut flood = Vec::new();
+    for _ in 0..10_000 {
+        frame(&mut flood, 0, 9, 0, 1);
+    }
+    let mut sent = 0u64;
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(10) && sent < 1_000_000 {
+        if tls.write_all(&flood).await.is_err() {
+            break;
+        }
+        sent += 10_000;
+    }
+    let (_, closed) = read_until_closed(&mut tls, std::time::Duration::from_secs(5)).await;
+    assert!(
+        closed && sent < 1_000_000,
+        "{sent} frames sent, closed: {closed}"
+    );
+    s.stop().await;
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::RealServer;
+use crate::common::{Keys, RealServer};
 
 /// A query with class CH and a truncated EDNS option (its length says 8 bytes, 5 follow):
 /// hickory-proto warns once per such packet while parsing it.
@@ -291,4 +291,213 @@ async fn refusals_never_amplify_and_are_budgeted_per_network() {
         ResponseCode::NXDomain
     );
     server.stop().await;
+}
+
+/// A TCP connection to `addr` from `from` (an address on the loopback network).
+fn tcp_from(from: &str, addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
+/// Whether the server has closed `stream` (EOF or reset) within `limit`.
+fn closed_within(stream: &mut std::net::TcpStream, limit: Duration) -> bool {
+    use std::io::Read;
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// One blocked-name query over TCP from `from`: its rcode, or `None` without an answer in 2 s.
+fn tcp_answer(from: &str, addr: std::net::SocketAddr) -> Option<hickory_proto::op::ResponseCode> {
+    use std::io::{Read, Write};
+    let query = crate::common::dns::query_message(
+        "www.porn.example.",
+        hickory_proto::rr::RecordType::A,
+        true,
+    )
+    .to_vec()
+    .unwrap();
+    let mut stream = tcp_from(from, addr);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    stream
+        .write_all(&[&(query.len() as u16).to_be_bytes()[..], &query].concat())
+        .ok()?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).ok()?;
+    let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut answer).ok()?;
+    Some(
+        hickory_proto::op::Message::from_vec(&answer)
+            .ok()?
+            .response_code(),
+    )
+}
+
+/// Silent connections from outside every school (1,100 of them used to hold all 1,024 TCP
+/// slots): one address keeps at most its share, and when every slot is taken the connection
+/// longest without a completed query gives way, so a school is still answered.
+#[test]
+fn silent_tcp_connections_cannot_lock_schools_out() {
+    use hickory_proto::op::ResponseCode;
+    let server = RealServer::start_keys(
+        Keys {
+            server: "max_tcp_connections = 20\nmax_connections_per_address = 4",
+            ..Keys::default()
+        },
+        |_| {},
+    );
+    // Not in any school: 127.0.1.0/24.
+    let mut one_address: Vec<_> = (0..8).map(|_| tcp_from("127.0.1.1", server.dns)).collect();
+    let over_share = one_address.split_off(4);
+    for mut extra in over_share {
+        assert!(closed_within(&mut extra, Duration::from_secs(2)));
+    }
+    let mut held: Vec<_> = (2..60)
+        .map(|i| tcp_from(&format!("127.0.1.{i}"), server.dns))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        tcp_answer("127.0.0.1", server.dns),
+        Some(ResponseCode::NXDomain)
+    );
+    // The least active silent ones were closed to make room: all but the 20 slots' worth.
+    let closed = held
+        .iter_mut()
+        .chain(one_address.iter_mut())
+        .map(|c| closed_within(c, Duration::from_millis(100)))
+        .filter(|&closed| closed)
+        .count();
+    assert!(closed >= 62 - 20, "{closed} of 62 closed");
+    let metrics = metrics(&server);
+    assert!(
+        metrics.contains("schooldns_connections_evicted_total{listener=\"tcp\"} "),
+        "{metrics}"
+    );
+    assert!(server.answers_udp().is_some());
+}
+
+/// A client that drips a byte at a time never completes a query, and one that stops reading
+/// never takes its answers: both are closed (idle counts from the last answer; writes have a
+/// deadline), instead of holding their slot for good.
+#[test]
+fn tcp_clients_that_drip_or_stop_reading_are_closed() {
+    use std::io::Write;
+    let server = RealServer::start_keys(
+        Keys {
+            server: "tcp_idle_timeout_secs = 1\nwrite_timeout_secs = 1",
+            ..Keys::default()
+        },
+        |_| {},
+    );
+    // Dripping: a byte every 200 ms, never a whole query.
+    let mut drip = tcp_from("127.0.0.1", server.dns);
+    let started = Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(6) {
+        if drip.write_all(&[0]).is_err() || closed_within(&mut drip, Duration::from_millis(200)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a dripping client kept its connection");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // Not reading: pipeline 200,000 queries and never read an answer.
+    let stuck = tcp_from("127.0.0.1", server.dns);
+    socket2::SockRef::from(&stuck)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    let query = crate::common::dns::query_message(
+        "www.porn.example.",
+        hickory_proto::rr::RecordType::A,
+        true,
+    )
+    .to_vec()
+    .unwrap();
+    let framed = [&(query.len() as u16).to_be_bytes()[..], &query].concat();
+    let batch: Vec<u8> = framed.repeat(1000);
+    let mut writer = stuck.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let mut failed = false;
+    for _ in 0..200 {
+        if writer.write_all(&batch).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    // Either our writes failed because the server closed, or the server's open-connection
+    // gauge drops back to 0 while we still hold our end.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    if !failed {
+        loop {
+            let open = metrics(&server)
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("schooldns_connections_open{listener=\"tcp\"} ")?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .unwrap_or(1);
+            if open == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a client that stops reading kept its slot"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    drop(stuck);
+    assert!(server.answers_udp().is_some());
+}
+
+/// The admin listener had no cap at all: now one address holds at most its share, and when
+/// every slot is taken the least active gives way, so `/metrics` is still served.
+#[test]
+fn the_admin_listener_caps_connections() {
+    let server = RealServer::start_keys(
+        Keys {
+            admin: "max_connections = 6\nmax_connections_per_address = 2",
+            ..Keys::default()
+        },
+        |_| {},
+    );
+    let admin = server.admin;
+    let mut mine: Vec<_> = (0..3).map(|_| tcp_from("127.0.0.1", admin)).collect();
+    let mut third = mine.pop().unwrap();
+    assert!(closed_within(&mut third, Duration::from_secs(2)));
+    let mut others: Vec<_> = (2..12)
+        .map(|i| tcp_from(&format!("127.0.2.{i}"), admin))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // Every slot taken by silent clients: the least active gives way to a real request.
+    let body = metrics(&server);
+    assert!(
+        body.contains("schooldns_connections_open{listener=\"admin\"}"),
+        "{body}"
+    );
+    assert!(closed_within(&mut others[0], Duration::from_secs(2)));
+    drop(mine);
 }

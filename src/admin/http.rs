@@ -1,18 +1,37 @@
-//! Just enough HTTP/1.1 for the admin listener: one request per connection, head bounded in
-//! size and time, no request bodies. The endpoints are few and small; a web framework would be
-//! most of the binary.
+//! The admin listener's HTTP: axum routes on hyper, one connection per task inside the
+//! listener's slots (`server/slots.rs`), every limit set here. Handlers see a [`Request`]
+//! (method, path, decoded query, headers) and answer a [`Response`]; this module turns both
+//! into and out of axum's types.
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::body::Body;
+use axum::response::IntoResponse;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tower::ServiceExt;
 
-/// Largest request head accepted.
-const MAX_HEAD: usize = 16 * 1024;
-/// Time a client gets to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::server::slots::{DeadlineIo, Slot};
 
-/// A parsed request head.
+/// Time a client gets to send a request head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (and buffered body) accepted.
+pub const MAX_BUF: usize = 16 * 1024;
+/// Most header lines in one request.
+pub const MAX_HEADERS: usize = 64;
+/// An admin connection with no completed request for this long is closed.
+pub const IDLE: Duration = Duration::from_secs(60);
+/// How long a connection told to close may take to finish its request.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// The client's address, put into every request's extensions by [`connection`].
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// A request as the admin handlers read it.
 #[derive(Debug)]
 pub struct Request {
     /// `GET`, `POST`, …
@@ -26,6 +45,27 @@ pub struct Request {
 }
 
 impl Request {
+    /// The handlers' view of a request head.
+    pub fn of<B>(request: &http::Request<B>) -> Request {
+        Request {
+            method: request.method().as_str().to_string(),
+            path: request.uri().path().to_string(),
+            query: form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+            headers: request
+                .headers()
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// The first value of a header (name in lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -41,27 +81,6 @@ impl Request {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
             .filter(|v| !v.is_empty())
-    }
-
-    /// Parses a request head (up to the blank line).
-    pub fn parse(head: &str) -> Option<Request> {
-        let mut lines = head.split("\r\n");
-        let mut first = lines.next()?.split(' ');
-        let (method, target) = (first.next()?, first.next()?);
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let headers = lines
-            .take_while(|l| !l.is_empty())
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        Some(Request {
-            method: method.to_string(),
-            path: path.to_string(),
-            query: form_urlencoded::parse(query.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
-            headers,
-        })
     }
 }
 
@@ -105,39 +124,95 @@ impl Response {
     }
 }
 
-/// Reads one request head; `None` when the client sent nothing usable in time.
-pub async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Request>> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(READ_TIMEOUT, stream.read(&mut chunk))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        if n == 0 || buf.len() > MAX_HEAD {
-            return Ok(None);
+impl IntoResponse for Response {
+    fn into_response(self) -> axum::response::Response {
+        let status = self
+            .status
+            .split(' ')
+            .next()
+            .and_then(|code| code.parse::<u16>().ok())
+            .and_then(|code| http::StatusCode::from_u16(code).ok())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = http::Response::new(Body::from(self.body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(self.content_type),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        for line in &self.headers {
+            if let Some((name, value)) = line.split_once(':')
+                && let (Ok(name), Ok(value)) = (
+                    http::HeaderName::from_bytes(name.trim().as_bytes()),
+                    http::HeaderValue::from_str(value.trim()),
+                )
+            {
+                headers.append(name, value);
+            }
         }
-        buf.extend_from_slice(&chunk[..n]);
+        response
     }
-    Ok(Request::parse(&String::from_utf8_lossy(&buf)))
 }
 
-/// Writes a response and closes the connection.
-pub async fn write_response(stream: &mut TcpStream, response: Response) -> std::io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
-         Connection: close\r\n",
-        response.status,
-        response.content_type,
-        response.body.len()
-    );
-    for header in &response.headers {
-        head.push_str(header);
-        head.push_str("\r\n");
+/// Serves one admin connection with `router` until the client closes it, it completes no
+/// request for [`IDLE`], its slot is taken for a newcomer, or the server shuts down. Writes
+/// the client does not take within `write_timeout` end it.
+pub async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: axum::Router,
+    slot: Slot,
+    write_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let progress = slot.progress_handle();
+    let service = hyper::service::service_fn(move |mut request: http::Request<_>| {
+        request.extensions_mut().insert(Peer(peer));
+        let router = router.clone();
+        let progress = progress.clone();
+        async move {
+            let response = router
+                .oneshot(request.map(Body::new))
+                .await
+                .unwrap_or_else(|never: Infallible| match never {});
+            progress.touch();
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUF)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true);
+    let io = TokioIo::new(DeadlineIo::new(stream, write_timeout));
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = shutdown.wait_for(|&s| s), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = slot.closing(IDLE), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep(CLOSE_GRACE), if closing => return,
+        }
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(response.body.as_bytes()).await?;
-    stream.shutdown().await
+}
+
+/// The peer address of a request (set by [`connection`]).
+pub fn peer_of<B>(request: &http::Request<B>) -> Option<SocketAddr> {
+    request.extensions().get::<Peer>().map(|p| p.0)
 }
 
 #[cfg(test)]
@@ -145,12 +220,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_target_query_and_headers() {
-        let r = Request::parse(
-            "GET /api/hits?school=th-kim-dong&since=2026-11-01&client=10.0.0.1&q=a%20b+c HTTP/1.1\r\n\
-             Host: x\r\nAuthorization: Bearer abc\r\n\r\n",
-        )
-        .unwrap();
+    fn a_request_view_has_decoded_query_and_lowercase_headers() {
+        let request = http::Request::builder()
+            .uri("/api/hits?school=th-kim-dong&since=2026-11-01&client=10.0.0.1&q=a%20b+c")
+            .header("Authorization", "Bearer abc")
+            .body(Body::empty())
+            .unwrap();
+        let r = Request::of(&request);
         assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/api/hits"));
         assert_eq!(r.param("school"), Some("th-kim-dong"));
         assert_eq!(r.param("q"), Some("a b c"));

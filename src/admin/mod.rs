@@ -1,4 +1,4 @@
-//! The admin HTTP listener (`[admin] listen`): `GET /metrics` (Prometheus text format),
+//! The admin HTTP listener (`[admin] listen`), on axum (`http.rs`): `GET /metrics` (Prometheus text format),
 //! `GET /health`, `POST /reload[?force=true]` (from this machine only; `schooldns reload` uses
 //! it), the hit-log read API `GET /api/hits`, `GET /api/summary` (bearer tokens, see
 //! `api.rs`), and the parents' setup pages `GET /setup/<token>`, `/apple/<token>.mobileconfig`. Beside the query path: it reads counters, the current policy and the hit log's
@@ -15,7 +15,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::{TcpListener, TcpStream};
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::access::Access;
@@ -36,6 +39,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// Refusals to networks outside every school, answered and dropped.
     pub refusals: Arc<crate::server::refusals::RefusalLimit>,
+    /// Connection slots of every stream listener (TCP, TLS, admin).
+    pub slots: Vec<Arc<crate::server::slots::Slots>>,
     /// Cache and upstreams.
     pub resolver: Arc<Resolver>,
     /// Reload counters.
@@ -56,6 +61,10 @@ pub struct AdminState {
     pub encrypted: Option<Arc<Encrypted>>,
     /// The TLS certificate's reload counters, when any is configured.
     pub certs: Option<Arc<CertStore>>,
+    /// The admin listener's own connection slots.
+    pub admin_slots: Arc<crate::server::slots::Slots>,
+    /// How long a client may take to read a response.
+    pub write_timeout: Duration,
 }
 
 impl AdminState {
@@ -99,6 +108,7 @@ impl AdminState {
         }
         self.hits.render(&mut out);
         crate::logging::render_metrics(&mut out);
+        crate::server::slots::render_metrics(&mut out, &self.slots);
         let _ = write!(
             out,
             "# HELP schooldns_refusals_dropped_total Refusals not sent: the source network \
@@ -124,7 +134,7 @@ impl AdminState {
                  # HELP schooldns_tls_handshake_failures_total TLS handshakes that failed or timed out.\n\
                  # TYPE schooldns_tls_handshake_failures_total counter\n\
                  schooldns_tls_handshake_failures_total {}\n",
-                encrypted.open.load(Ordering::Relaxed),
+                encrypted.slots.open(),
                 encrypted.failed_handshakes.load(Ordering::Relaxed)
             );
         }
@@ -144,25 +154,83 @@ impl AdminState {
     }
 }
 
-/// Serves the admin endpoints until `shutdown`.
+/// Serves the admin endpoints until `shutdown`, each connection inside the listener's slots.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AdminState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let router = router(Arc::clone(&state));
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.wait_for(|&s| s) => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(_) => continue,
             },
         };
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            let _ = request(stream, state).await;
-        });
+        // An address over its share is closed at once.
+        let Some(slot) = state.admin_slots.admit(peer.ip()) else {
+            continue;
+        };
+        tokio::spawn(http::connection(
+            stream,
+            peer,
+            router.clone(),
+            slot,
+            state.write_timeout,
+            shutdown.clone(),
+        ));
     }
+}
+
+/// The admin endpoints.
+fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/reload", post(reload_route))
+        .route("/metrics", get(metrics_route))
+        .route(
+            "/health",
+            get(|| async { Response::text("200 OK", "ok\n") }),
+        )
+        .route("/api/hits", get(read_api))
+        .route("/api/summary", get(read_api))
+        .route("/setup/{*rest}", get(setup_route))
+        .route("/apple/{*rest}", get(setup_route))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(request: axum::extract::Request) -> Response {
+    if request.method() == ::http::Method::GET {
+        Response::text("404 Not Found", "not found\n")
+    } else {
+        Response::text("405 Method Not Allowed", "method not allowed\n")
+    }
+}
+
+async fn metrics_route(State(state): State<Arc<AdminState>>) -> Response {
+    Response {
+        content_type: "text/plain; version=0.0.4",
+        ..Response::text("200 OK", state.render_metrics())
+    }
+}
+
+async fn reload_route(
+    State(state): State<Arc<AdminState>>,
+    request: axum::extract::Request,
+) -> Response {
+    let peer_is_local = http::peer_of(&request).is_some_and(|p| p.ip().is_loopback());
+    let force = matches!(Request::of(&request).param("force"), Some("true" | "1"));
+    let (status, body) = reload(&state, peer_is_local, force).await;
+    Response::text(status, body)
+}
+
+async fn setup_route(
+    State(state): State<Arc<AdminState>>,
+    request: axum::extract::Request,
+) -> Response {
+    setup_page(&state, request.uri().path())
 }
 
 /// `POST /reload[?force=true]`: asks for a reload and waits (up to a minute) for its outcome.
@@ -218,36 +286,6 @@ async fn reload(state: &AdminState, peer_is_local: bool, force: bool) -> (&'stat
     }
 }
 
-async fn request(mut stream: TcpStream, state: Arc<AdminState>) -> std::io::Result<()> {
-    let peer_is_local = stream.peer_addr().is_ok_and(|p| p.ip().is_loopback());
-    let Some(request) = http::read_request(&mut stream).await? else {
-        return Ok(());
-    };
-    let response = route(request, peer_is_local, &state).await;
-    http::write_response(&mut stream, response).await
-}
-
-async fn route(request: Request, peer_is_local: bool, state: &Arc<AdminState>) -> Response {
-    match (request.method.as_str(), request.path.as_str()) {
-        ("POST", "/reload") => {
-            let force = matches!(request.param("force"), Some("true" | "1"));
-            let (status, body) = reload(state, peer_is_local, force).await;
-            Response::text(status, body)
-        }
-        ("GET", "/metrics") => Response {
-            content_type: "text/plain; version=0.0.4",
-            ..Response::text("200 OK", state.render_metrics())
-        },
-        ("GET", "/health") => Response::text("200 OK", "ok\n"),
-        ("GET", "/api/hits" | "/api/summary") => read_api(request, state).await,
-        ("GET", path) if path.starts_with("/setup/") || path.starts_with("/apple/") => {
-            setup_page(state, path)
-        }
-        ("GET", _) => Response::text("404 Not Found", "not found\n"),
-        _ => Response::text("405 Method Not Allowed", "method not allowed\n"),
-    }
-}
-
 /// A parent's setup page or Apple profile (the same as the DoH listener serves).
 fn setup_page(state: &AdminState, path: &str) -> Response {
     let Some(page) = state.setup.get(path) else {
@@ -273,7 +311,11 @@ fn setup_page(state: &AdminState, path: &str) -> Response {
 
 /// `/api/*`: settles the reader's role from the bearer token, then queries on a blocking
 /// thread (SQLite does file I/O; the runtime's workers answer DNS).
-async fn read_api(request: Request, state: &Arc<AdminState>) -> Response {
+async fn read_api(
+    State(state): State<Arc<AdminState>>,
+    request: axum::extract::Request,
+) -> Response {
+    let request = Request::of(&request);
     let access = state.access.load_full();
     let Some(role) = access.authorize(request.header("authorization")).cloned() else {
         let mut response = Response::error(
@@ -285,7 +327,6 @@ async fn read_api(request: Request, state: &Arc<AdminState>) -> Response {
             .push("WWW-Authenticate: Bearer realm=\"schooldns\"".into());
         return response;
     };
-    let state = Arc::clone(state);
     tokio::task::spawn_blocking(move || {
         if request.path == "/api/summary" {
             api::summary(&request, &role, &state.reader)

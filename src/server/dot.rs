@@ -12,7 +12,8 @@ use tokio_rustls::server::TlsStream;
 
 use super::encrypted::Encrypted;
 use super::handler::Protocol;
-use super::stream::{self, Peer};
+use super::slots::Slot;
+use super::stream::{self, Peer, Timeouts};
 use super::tls::token_from_server_name;
 
 /// Accepts DoT connections until `shutdown`.
@@ -30,6 +31,7 @@ async fn connection(
     tls: Box<TlsStream<TcpStream>>,
     src: SocketAddr,
     shared: Arc<Encrypted>,
+    slot: Slot,
     shutdown: watch::Receiver<bool>,
 ) {
     let hostname = shared.hostname();
@@ -39,8 +41,12 @@ async fn connection(
         protocol: Protocol::Dot,
         token,
     };
-    let idle = Duration::from_secs(shared.idle_secs());
-    let _ = stream::serve(tls, peer, Arc::clone(&shared.handler), idle, shutdown).await;
+    let timeouts = Timeouts {
+        idle: Duration::from_secs(shared.idle_secs()),
+        write: shared.write_timeout(),
+    };
+    let handler = Arc::clone(&shared.handler);
+    let _ = stream::serve(tls, peer, handler, &slot, timeouts, shutdown).await;
 }
 #[cfg(test)]
 mod tests {
@@ -61,13 +67,14 @@ mod tests {
             Box<TlsStream<TcpStream>>,
             SocketAddr,
             Arc<Encrypted>,
+            Slot,
             watch::Receiver<bool>,
         );
-        let dot = future_size(|(tls, src, shared, shutdown): Args| {
-            connection(tls, src, shared, shutdown)
+        let dot = future_size(|(tls, src, shared, slot, shutdown): Args| {
+            connection(tls, src, shared, slot, shutdown)
         });
-        let doh = future_size(|(tls, src, shared, shutdown): Args| {
-            crate::server::doh::connection(tls, src, shared, shutdown)
+        let doh = future_size(|(tls, src, shared, slot, shutdown): Args| {
+            crate::server::doh::connection(tls, src, shared, slot, shutdown)
         });
         assert!(dot <= 1024, "DoT connection future: {dot} bytes");
         assert!(doh <= 1024, "DoH connection future: {doh} bytes");

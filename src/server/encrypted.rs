@@ -1,6 +1,6 @@
-//! What the DoT and DoH front ends share: the handler, the connection limit, the idle and
-//! handshake timeouts, the public hostname (which tokens are prefixed to) and the setup
-//! pages. Settings that a reload may change sit behind atomics and an `ArcSwap`.
+//! What the DoT and DoH front ends share: the handler, the connection slots (`slots.rs`), the
+//! idle, write and handshake timeouts, the public hostname (which tokens are prefixed to) and
+//! the setup pages. Settings that a reload may change sit behind atomics and an `ArcSwap`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::handler::Handler;
+use super::slots::{Slot, Slots};
 use crate::config::Config;
 use crate::devices::setup::SetupPages;
 
@@ -28,9 +29,9 @@ pub struct Encrypted {
     pub setup: Arc<SetupPages>,
     hostname: ArcSwap<String>,
     idle_secs: AtomicU64,
-    connections: Arc<Semaphore>,
-    /// Connections open now.
-    pub open: AtomicU64,
+    write_secs: AtomicU64,
+    /// Connection slots, shared by DoT and DoH.
+    pub slots: Arc<Slots>,
     /// Handshakes that failed or timed out.
     pub failed_handshakes: AtomicU64,
 }
@@ -43,8 +44,12 @@ impl Encrypted {
             setup,
             hostname: ArcSwap::from_pointee(hostname_of(config)),
             idle_secs: AtomicU64::new(config.tls.idle_timeout_secs),
-            connections: Arc::new(Semaphore::new(config.tls.max_connections)),
-            open: AtomicU64::new(0),
+            write_secs: AtomicU64::new(config.server.write_timeout_secs),
+            slots: Slots::new(
+                "tls",
+                config.tls.max_connections,
+                config.server.max_connections_per_address,
+            ),
             failed_handshakes: AtomicU64::new(0),
         }
     }
@@ -55,6 +60,13 @@ impl Encrypted {
         self.hostname.store(Arc::new(hostname_of(config)));
         self.idle_secs
             .store(config.tls.idle_timeout_secs, Ordering::Relaxed);
+        self.write_secs
+            .store(config.server.write_timeout_secs, Ordering::Relaxed);
+    }
+
+    /// How long one write may take.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_secs.load(Ordering::Relaxed))
     }
 
     /// The public hostname, lowercase.
@@ -77,14 +89,20 @@ impl Encrypted {
         shutdown: watch::Receiver<bool>,
         connection: F,
     ) where
-        F: Fn(Box<TlsStream<TcpStream>>, SocketAddr, Arc<Encrypted>, watch::Receiver<bool>) -> Fut
+        F: Fn(
+                Box<TlsStream<TcpStream>>,
+                SocketAddr,
+                Arc<Encrypted>,
+                Slot,
+                watch::Receiver<bool>,
+            ) -> Fut
             + Copy
             + Send
             + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let mut stop = shutdown.clone();
-        while let Some((tcp, src, permit)) = self.accept(&listener, &mut stop).await {
+        while let Some((tcp, src, slot)) = self.accept(&listener, &mut stop).await {
             let acceptor = acceptor.clone();
             let shared = Arc::clone(&self);
             let shutdown = shutdown.clone();
@@ -93,41 +111,39 @@ impl Encrypted {
             // stream (1.2 KiB) lives once on the heap and moves as a pointer: moved by value
             // through the async calls, each future kept its own copy (5.5 KiB per connection).
             tokio::spawn(async move {
-                if let Some(tls) = Box::pin(shared.handshake(&acceptor, tcp)).await {
-                    connection(tls, src, Arc::clone(&shared), shutdown).await;
+                // The handshake counts against the idle time: a client that never finishes
+                // it is closed by the handshake timeout, or sooner for a newcomer.
+                let handshake = Box::pin(shared.handshake(&acceptor, tcp));
+                let tls = tokio::select! {
+                    tls = handshake => tls,
+                    _ = slot.closing(HANDSHAKE_TIMEOUT) => None,
+                };
+                if let Some(tls) = tls {
+                    connection(tls, src, Arc::clone(&shared), slot, shutdown).await;
                 }
-                drop(permit);
             });
         }
     }
 
-    /// Waits for a connection slot and a connection; `None` once `stop` turns true.
+    /// Waits for a connection with a slot; `None` once `stop` turns true. A connection from
+    /// an address over its share is closed at once.
     async fn accept(
         self: &Arc<Self>,
         listener: &TcpListener,
         stop: &mut watch::Receiver<bool>,
-    ) -> Option<(TcpStream, SocketAddr, Permit)> {
+    ) -> Option<(TcpStream, SocketAddr, Slot)> {
         loop {
-            let permit = tokio::select! {
-                _ = stop.wait_for(|&s| s) => return None,
-                permit = Arc::clone(&self.connections).acquire_owned() => permit.ok()?,
-            };
             let accepted = tokio::select! {
                 _ = stop.wait_for(|&s| s) => return None,
                 accepted = listener.accept() => accepted,
             };
             match accepted {
                 Ok((tcp, src)) => {
+                    let Some(slot) = self.slots.admit(src.ip()) else {
+                        continue;
+                    };
                     let _ = tcp.set_nodelay(true);
-                    self.open.fetch_add(1, Ordering::Relaxed);
-                    return Some((
-                        tcp,
-                        src,
-                        Permit {
-                            _slot: permit,
-                            shared: Arc::clone(self),
-                        },
-                    ));
+                    return Some((tcp, src, slot));
                 }
                 Err(e) => tracing::debug!(error = %e, "encrypted accept error"),
             }
@@ -148,18 +164,6 @@ impl Encrypted {
                 None
             }
         }
-    }
-}
-
-/// A connection slot: released, and the connection counted closed, when dropped.
-pub struct Permit {
-    _slot: OwnedSemaphorePermit,
-    shared: Arc<Encrypted>,
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.shared.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

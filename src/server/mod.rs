@@ -15,10 +15,10 @@ pub mod dot;
 pub mod encrypted;
 pub mod fast;
 pub mod handler;
-pub mod http2;
 pub mod refusals;
 pub mod response;
 pub mod scratch;
+pub mod slots;
 pub mod stream;
 pub mod tcp;
 pub mod tls;
@@ -55,8 +55,6 @@ use tokio_rustls::TlsAcceptor;
 
 /// Most UDP queries handled at once; beyond it, reading waits (back-pressure, not loss).
 const MAX_UDP_IN_FLIGHT: usize = 4096;
-/// Most TCP connections open at once.
-const MAX_TCP_CONNECTIONS: usize = 1024;
 /// How long shutdown waits for queries in flight.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -99,6 +97,9 @@ pub struct Server {
     doh: Vec<TcpListener>,
     /// What the encrypted listeners share, when any is configured.
     encrypted: Option<(Arc<Encrypted>, TlsAcceptor, TlsAcceptor)>,
+    /// Plain-DNS TCP connection slots and timeouts.
+    tcp_slots: Arc<slots::Slots>,
+    tcp_timeouts: stream::Timeouts,
 }
 
 impl Server {
@@ -241,9 +242,30 @@ impl Server {
         let (reload_trigger, reload_thread) =
             reload::spawn(reloader, Duration::from_millis(config.reload.debounce_ms))
                 .context("starting the reload thread")?;
+        let tcp_slots = slots::Slots::new(
+            "tcp",
+            config.server.max_tcp_connections,
+            config.server.max_connections_per_address,
+        );
+        let tcp_timeouts = stream::Timeouts {
+            idle: Duration::from_secs(config.server.tcp_idle_timeout_secs),
+            write: Duration::from_secs(config.server.write_timeout_secs),
+        };
+        let admin_slots = slots::Slots::new(
+            "admin",
+            config.admin.max_connections,
+            config.admin.max_connections_per_address,
+        );
+        let mut all_slots = vec![Arc::clone(&tcp_slots), Arc::clone(&admin_slots)];
+        if let Some((shared, _, _)) = &encrypted {
+            all_slots.push(Arc::clone(&shared.slots));
+        }
         let admin_state = Arc::new(AdminState {
             metrics,
             refusals,
+            slots: all_slots,
+            admin_slots,
+            write_timeout: Duration::from_secs(config.server.write_timeout_secs),
             resolver: Arc::clone(&resolver),
             reloads: Arc::clone(&reload_stats),
             policy: Arc::clone(&policy),
@@ -272,6 +294,8 @@ impl Server {
             )
         };
         Ok(Server {
+            tcp_slots,
+            tcp_timeouts,
             dot,
             doh,
             encrypted,
@@ -366,7 +390,6 @@ impl Server {
     /// Serves until `shutdown` turns true.
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let in_flight = Arc::new(Semaphore::new(MAX_UDP_IN_FLIGHT));
-        let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
         let mut tasks = tokio::task::JoinSet::new();
         for socket in self.udp {
             tasks.spawn(udp::serve(
@@ -380,7 +403,8 @@ impl Server {
             tasks.spawn(tcp::serve(
                 listener,
                 Arc::clone(&self.handler),
-                Arc::clone(&connections),
+                Arc::clone(&self.tcp_slots),
+                self.tcp_timeouts,
                 shutdown.clone(),
             ));
         }

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::handler::{Handled, Handler, Origin, Protocol};
 use super::scratch;
+use super::slots::Slot;
 
 /// Most queries of one connection waiting on upstreams at once; beyond it reading pauses.
 const MAX_PENDING_PER_CONNECTION: usize = 128;
@@ -32,13 +33,24 @@ pub struct Peer {
     pub token: Option<String>,
 }
 
-/// Answers one connection until the client closes it, it sends nothing for `idle`, or the
-/// server shuts down (queries already read are still answered).
+/// How long a connection may go without progress, and how long one write may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Closed after this long without a completed answer (bytes alone are not progress).
+    pub idle: Duration,
+    /// A write the client does not take within this long ends the connection.
+    pub write: Duration,
+}
+
+/// Answers one connection until the client closes it, it completes no query for
+/// `timeouts.idle`, its slot is taken for a newcomer, or the server shuts down (queries
+/// already read are still answered).
 pub async fn serve<S>(
     mut stream: S,
     peer: Peer,
     handler: Arc<Handler>,
-    idle: Duration,
+    slot: &Slot,
+    timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()>
 where
@@ -71,8 +83,15 @@ where
             }
         }
         if !output.is_empty() {
-            stream.write_all(&output).await?;
-            stream.flush().await?;
+            let write = async {
+                stream.write_all(&output).await?;
+                stream.flush().await
+            };
+            match tokio::time::timeout(timeouts.write, write).await {
+                Ok(result) => result?,
+                Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+            }
+            slot.progress();
             // An idle connection keeps no output buffer either.
             output = Vec::new();
         }
@@ -84,10 +103,13 @@ where
         let can_read = reading && pending < MAX_PENDING_PER_CONNECTION;
         tokio::select! {
             _ = shutdown.wait_for(|&s| s), if reading => reading = false,
-            read = tokio::time::timeout(idle, scratch::read_into(&mut stream, &mut input)), if can_read => {
+            // Idle since the last answer, or evicted for a newcomer: answer what was read,
+            // then close.
+            _ = slot.closing(timeouts.idle), if reading => reading = false,
+            read = scratch::read_into(&mut stream, &mut input), if can_read => {
                 match read {
-                    Ok(Ok(n)) if n > 0 => {}
-                    // Closed, failed or idle: answer what was read, then close.
+                    Ok(n) if n > 0 => {}
+                    // Closed or failed: answer what was read, then close.
                     _ => reading = false,
                 }
             }

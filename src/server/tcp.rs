@@ -1,23 +1,22 @@
-//! The TCP front end: accepts connections and hands each to the length-prefixed stream loop
-//! (`stream.rs`), closing idle ones. Transport only.
+//! The TCP front end: accepts connections into the listener's slots (`slots.rs`) and hands
+//! each to the length-prefixed stream loop (`stream.rs`). Transport only.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use super::handler::{Handler, Protocol};
-use super::stream::{self, Peer};
+use super::slots::Slots;
+use super::stream::{self, Peer, Timeouts};
 
-/// A connection that sends nothing for this long is closed (RFC 7766 §6.2.3 suggests seconds).
-const IDLE: Duration = Duration::from_secs(10);
-
-/// Accepts connections until `shutdown`; `connections` bounds how many are open at once.
+/// Accepts connections until `shutdown`; `slots` bounds how many are open at once, and from
+/// one address.
 pub async fn serve(
     listener: TcpListener,
     handler: Arc<Handler>,
-    connections: Arc<Semaphore>,
+    slots: Arc<Slots>,
+    timeouts: Timeouts,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut stop = shutdown.clone();
@@ -32,8 +31,9 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&connections).acquire_owned().await else {
-            return;
+        // An address over its share is closed at once (dropping the stream).
+        let Some(slot) = slots.admit(src.ip()) else {
+            continue;
         };
         let handler = Arc::clone(&handler);
         let shutdown = shutdown.clone();
@@ -43,8 +43,7 @@ pub async fn serve(
                 protocol: Protocol::Tcp,
                 token: None,
             };
-            let _ = stream::serve(stream, peer, handler, IDLE, shutdown).await;
-            drop(permit);
+            let _ = stream::serve(stream, peer, handler, &slot, timeouts, shutdown).await;
         });
     }
 }

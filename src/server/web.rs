@@ -1,7 +1,7 @@
-//! Transport-neutral HTTP requests and responses, so the DoH answering logic is written once
-//! and fed by both HTTP front ends: HTTP/1.1 (hyper) and HTTP/2 (our own framing, `http2/`).
+//! Complete HTTP requests and responses as the DoH answering logic sees them, whichever HTTP
+//! version hyper spoke.
 //!
-//! A [`Service`] answers a complete [`Request`] either at once ([`Reply::Now`]: blocks, cache
+//! The DoH logic answers a complete [`Request`] either at once ([`Reply::Now`]: blocks, cache
 //! hits, setup pages, errors) or with a future ([`Reply::Later`]: a query waiting on an
 //! upstream), so the common case costs no task and no allocation for a future.
 
@@ -82,10 +82,4 @@ pub enum Reply {
     Now(Response),
     /// Answered when the future completes (the transport runs it in its own task).
     Later(Later),
-}
-
-/// Answers requests.
-pub trait Service {
-    /// Answers one complete request.
-    fn call(&self, request: Request) -> Reply;
 }

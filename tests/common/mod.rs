@@ -127,7 +127,8 @@ pub async fn http(
 ) -> (String, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -309,13 +310,27 @@ pub struct RealServer {
     pub admin: std::net::SocketAddr,
 }
 
+/// Config lines for [`RealServer`]: more `[server]` keys, more `[admin]` keys, and whole
+/// tables at the end.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Keys<'a> {
+    pub server: &'a str,
+    pub admin: &'a str,
+    pub extra: &'a str,
+}
+
 /// A district served by [`RealServer`]: `127.0.0.0/24` is school "a" (profile primary, which
-/// blocks `porn.example`), the upstream is a closed port. `@EXTRA` in `extra` goes at the end.
-pub fn real_server_config(udp: u16, admin: u16, extra: &str) -> String {
+/// blocks `porn.example`), the upstream is a closed port.
+pub fn real_server_config(udp: u16, admin: u16, keys: &Keys<'_>) -> String {
+    let Keys {
+        server,
+        admin: admin_keys,
+        extra,
+    } = keys;
     format!(
-        "[server]\nudp = [\"127.0.0.1:{udp}\"]\ntcp = [\"127.0.0.1:{udp}\"]\n\
+        "[server]\nudp = [\"127.0.0.1:{udp}\"]\ntcp = [\"127.0.0.1:{udp}\"]\n{server}\n\
          [upstream]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 300\n\
-         [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+         [admin]\nlisten = \"127.0.0.1:{admin}\"\n{admin_keys}\n\
          [hitlog]\npath = \"@/hitlog/hits.sqlite\"\n\
          [categories.adult]\nlists = [\"@/adult.txt\"]\n[profiles.primary]\nblock = [\"adult\"]\n\
          [[schools]]\nid = \"a\"\nname = \"A\"\nnetworks = [\"127.0.0.0/24\"]\nprofile = \"primary\"\n\
@@ -327,17 +342,34 @@ impl RealServer {
     /// Starts the binary on [`real_server_config`] with `extra` appended; returns once it
     /// answers a blocked name over UDP.
     pub fn start(extra: &str) -> RealServer {
-        RealServer::start_prepared(extra, |_| {})
+        RealServer::start_keys(
+            Keys {
+                extra,
+                ..Keys::default()
+            },
+            |_| {},
+        )
     }
 
     /// Like [`RealServer::start`], with `prepare` writing files first.
     pub fn start_prepared(extra: &str, prepare: impl FnOnce(&District)) -> RealServer {
+        RealServer::start_keys(
+            Keys {
+                extra,
+                ..Keys::default()
+            },
+            prepare,
+        )
+    }
+
+    /// Like [`RealServer::start`], with keys in any section and `prepare` writing files first.
+    pub fn start_keys(keys: Keys<'_>, prepare: impl FnOnce(&District)) -> RealServer {
         let district = District::new();
         district.write("adult.txt", "porn.example\n");
         std::fs::create_dir_all(district.path("hitlog")).unwrap();
         prepare(&district);
         let (port, admin) = (free_port(), free_port());
-        let path = district.config(&real_server_config(port, admin, extra));
+        let path = district.config(&real_server_config(port, admin, &keys));
         let stderr = std::fs::File::create(district.path("stderr.log")).unwrap();
         let child = spawn_serve(&path, std::process::Stdio::from(stderr));
         let server = RealServer {

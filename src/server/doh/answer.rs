@@ -11,26 +11,12 @@ use http::{Method, StatusCode};
 
 use crate::server::encrypted::Encrypted;
 use crate::server::handler::{Handled, Origin, Protocol};
-use crate::server::web::{Reply, Request, Response, Service};
+use crate::server::web::{Reply, Request, Response};
 
 /// The DNS message media type.
 pub const DNS_MESSAGE: &str = "application/dns-message";
 /// Largest DNS message accepted (the TCP framing limit).
 pub const MAX_MESSAGE: usize = 65_535;
-
-/// The DoH service of one connection.
-pub struct DohService {
-    /// The shared front-end state.
-    pub shared: Arc<Encrypted>,
-    /// The client's address.
-    pub src: SocketAddr,
-}
-
-impl Service for DohService {
-    fn call(&self, request: Request) -> Reply {
-        answer(&self.shared, request, self.src)
-    }
-}
 
 /// Answers one request.
 pub fn answer(shared: &Encrypted, request: Request, src: SocketAddr) -> Reply {

@@ -6,16 +6,13 @@
 //! given `[devices] default_profile`) with `GET ?dns=<base64url>` or `POST` of
 //! `application/dns-message`; `/setup/<token>`; `/apple/<token>.mobileconfig`.
 //!
-//! A client that negotiates `h2` by ALPN (every browser and OS resolver) is served by the lean
-//! HTTP/2 connection in `http2/`; anything else by hyper (`http1.rs`). Both hand complete
-//! requests to `answer.rs`.
+//! Both HTTP versions run on hyper (`http.rs`), which hands complete requests to `answer.rs`.
 
 pub mod answer;
-pub mod http1;
+pub mod http;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -23,8 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::encrypted::Encrypted;
-use super::http2;
-use answer::DohService;
+use super::slots::Slot;
 
 /// Accepts DoH connections until `shutdown`.
 pub async fn serve(
@@ -36,20 +32,15 @@ pub async fn serve(
     shared.serve(listener, acceptor, shutdown, connection).await;
 }
 
-/// Serves one connection with the HTTP version its ALPN chose.
+/// Serves one connection with the HTTP version the client speaks (ALPN `h2`, or HTTP/1.1).
 pub async fn connection(
     tls: Box<TlsStream<TcpStream>>,
     src: SocketAddr,
     shared: Arc<Encrypted>,
+    slot: Slot,
     shutdown: watch::Receiver<bool>,
 ) {
-    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        let idle = Duration::from_secs(shared.idle_secs());
-        let service = DohService { shared, src };
-        let _ = http2::serve(tls, service, http2::Limits::default(), idle, shutdown).await;
-    } else {
-        // Boxed: hyper's connection state is large, and only the rare HTTP/1.1 client should
-        // pay for it, not every idle HTTP/2 connection's task.
-        Box::pin(http1::connection(tls, src, shared, shutdown)).await;
-    }
+    // Boxed: hyper's connection state is large, and the accept loop's task should not hold
+    // room for it while the handshake runs.
+    Box::pin(http::connection(tls, src, shared, slot, shutdown)).await;
 }
