@@ -22,6 +22,8 @@ pub mod query;
 pub mod queue;
 pub mod record;
 pub mod schema;
+#[cfg(target_os = "linux")]
+pub mod shm_guard;
 pub mod store;
 pub mod time;
 pub mod writer;
@@ -219,6 +221,9 @@ impl HitLog {
         {
             tracing::error!(target = %target, error = %err, "cannot open the hit JSON log; hits still go to the database");
         }
+        // Before any mapping of the file exists: a damaged file must not kill DNS.
+        #[cfg(target_os = "linux")]
+        shm_guard::install(&config.path);
         let (queue, control) = queue::queue(config.queue);
         let stats = Arc::new(HitStats::default());
         // Opened here, before the first query, so readers find the schema from the start; a

@@ -85,6 +85,8 @@ struct Writer {
     /// When to try opening or writing again after a failure.
     retry_at: Option<Instant>,
     last_error_logged: Option<Instant>,
+    /// [`super::shm_guard::damage_count`] when last looked at.
+    damage_seen: u64,
     next_expire: Instant,
     /// New records and the repeat key of each.
     inserts: Vec<(HitRecord, u64)>,
@@ -122,6 +124,7 @@ impl Writer {
             store: None,
             retry_at: None,
             last_error_logged: None,
+            damage_seen: super::shm_guard::damage_count(),
             next_expire: Instant::now(),
             inserts: Vec::new(),
             repeats: FxHashMap::default(),
@@ -246,6 +249,18 @@ impl Writer {
     }
 
     fn open(&mut self) -> bool {
+        let damage = super::shm_guard::damage_count();
+        if damage != self.damage_seen {
+            self.damage_seen = damage;
+            if self.store.take().is_some() {
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    path = %self.config.path.display(),
+                    "the hit log's files were damaged under the server (truncated, or the disk \
+                     refused a page); DNS keeps answering, the file is reopened"
+                );
+            }
+        }
         if self.store.is_some() {
             return true;
         }
