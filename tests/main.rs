@@ -9,6 +9,7 @@
 //! - `devices`: home devices over DoT and DoH with a test CA: tokens, setup pages, edits.
 //! - `http2`: DoH's own HTTP/2 connection driven by an independent client (the `h2` crate).
 //! - `robustness`: what outside testing found could knock the resolver over, reproduced.
+//! - `upstream`: forwarding: retransmission, hedging, skipping, health.
 //! - `shipped`: the shipped config and every shipped blocklist.
 
 mod alloc;
@@ -23,3 +24,4 @@ mod policy;
 mod robustness;
 mod server;
 mod shipped;
+mod upstream;

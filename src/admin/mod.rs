@@ -189,10 +189,7 @@ fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/reload", post(reload_route))
         .route("/metrics", get(metrics_route))
-        .route(
-            "/health",
-            get(|| async { Response::text("200 OK", "ok\n") }),
-        )
+        .route("/health", get(health_route))
         .route("/api/hits", get(read_api))
         .route("/api/summary", get(read_api))
         .route("/setup/{*rest}", get(setup_route))
@@ -206,6 +203,18 @@ async fn not_found(request: axum::extract::Request) -> Response {
         Response::text("404 Not Found", "not found\n")
     } else {
         Response::text("405 Method Not Allowed", "method not allowed\n")
+    }
+}
+
+/// `ok`, or `503 degraded` while every upstream is failing (cached answers still flow).
+async fn health_route(State(state): State<Arc<AdminState>>) -> Response {
+    if state.resolver.upstreams().all_failing() {
+        Response::text(
+            "503 Service Unavailable",
+            "degraded: every upstream is failing\n",
+        )
+    } else {
+        Response::text("200 OK", "ok\n")
     }
 }
 

@@ -1,5 +1,8 @@
 //! Forwarding to upstream resolvers over UDP (TCP when the answer is truncated), in configured
-//! order, skipping an upstream that just failed until its retry time.
+//! order, skipping an upstream that just failed until its retry time: ids from the CSPRNG,
+//! retransmission on each upstream's measured timeout, the next upstream asked beside a slow
+//! one, health in `/metrics` and `/health`. Messages are hickory's; the exchange is ours (see
+//! `docs/design.md`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +33,45 @@ struct Upstream {
     skip_until_ms: AtomicU64,
     /// Failed or timed-out exchanges.
     errors: AtomicU64,
+    /// Datagrams sent again because no answer came within the retransmission timeout.
+    retransmits: AtomicU64,
+    /// Smoothed round trip and its variation (RFC 6298), in microseconds; 0 before a sample.
+    srtt_us: AtomicU64,
+    rttvar_us: AtomicU64,
+}
+
+/// Retransmission timeout before any round trip is measured.
+const INITIAL_RTO: Duration = Duration::from_millis(250);
+/// Shortest retransmission timeout: below it, an upstream's own scheduling noise would cause
+/// needless duplicates (unbound's `infra-cache-min-rtt` default is the same).
+const MIN_RTO: Duration = Duration::from_millis(50);
+
+impl Upstream {
+    /// RFC 6298 §2: SRTT + 4·RTTVAR, at least [`MIN_RTO`], at most `max`.
+    fn rto(&self, max: Duration) -> Duration {
+        let srtt = self.srtt_us.load(Ordering::Relaxed);
+        if srtt == 0 {
+            return INITIAL_RTO.min(max);
+        }
+        let rttvar = self.rttvar_us.load(Ordering::Relaxed);
+        Duration::from_micros(srtt + 4 * rttvar).clamp(MIN_RTO, max.max(MIN_RTO))
+    }
+
+    /// Folds in a round trip measured on a datagram that was not retransmitted (Karn).
+    fn sample(&self, rtt: Duration) {
+        let r = (rtt.as_micros() as u64).max(1);
+        let srtt = self.srtt_us.load(Ordering::Relaxed);
+        if srtt == 0 {
+            self.srtt_us.store(r, Ordering::Relaxed);
+            self.rttvar_us.store(r / 2, Ordering::Relaxed);
+        } else {
+            let rttvar = self.rttvar_us.load(Ordering::Relaxed);
+            let delta = srtt.abs_diff(r);
+            self.rttvar_us
+                .store((3 * rttvar + delta) / 4, Ordering::Relaxed);
+            self.srtt_us.store((7 * srtt + r) / 8, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Upper bounds of the latency histogram buckets, in milliseconds.
@@ -62,6 +104,9 @@ impl Upstreams {
                     addr,
                     skip_until_ms: AtomicU64::new(0),
                     errors: AtomicU64::new(0),
+                    retransmits: AtomicU64::new(0),
+                    srtt_us: AtomicU64::new(0),
+                    rttvar_us: AtomicU64::new(0),
                 })
                 .collect(),
             latency: Latency::default(),
@@ -75,13 +120,30 @@ impl Upstreams {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// Whether every upstream is being skipped after failing (`/health` says `degraded`).
+    pub fn all_failing(&self) -> bool {
+        let now = self.now_ms();
+        !self.servers.is_empty()
+            && self
+                .servers
+                .iter()
+                .all(|u| u.skip_until_ms.load(Ordering::Relaxed) > now)
+    }
+
     /// Asks the upstreams, healthy ones first in configured order, until one answers or the
-    /// deadline passes. A failed upstream is skipped for `retry_after` (unless all are failing).
+    /// deadline passes.
+    ///
+    /// Each upstream gets the datagram again after its retransmission timeout (RFC 6298, from
+    /// its measured round trips), so a lost datagram costs about one round trip, not the whole
+    /// deadline; and once the current upstream has exceeded its timeout, the next one is asked
+    /// as well, so a slow upstream delays nobody for long. The first answer wins. An upstream
+    /// that failed, or had not answered by the deadline, is skipped for `retry_after` (unless
+    /// every one is failing).
     pub async fn query(&self, name: &Name, qtype: RecordType) -> Result<Message, UpstreamError> {
         if self.servers.is_empty() {
             return Err(UpstreamError::NoneConfigured);
         }
-        let deadline = Instant::now() + self.timeout;
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let now = self.now_ms();
         let mut order: Vec<&Upstream> = self
             .servers
@@ -93,34 +155,144 @@ impl Upstreams {
                 .iter()
                 .filter(|u| u.skip_until_ms.load(Ordering::Relaxed) > now),
         );
-        // Each try gets an equal share of what is left, so one dead upstream cannot use up the
-        // whole deadline.
+        let mut asked = vec![false; order.len()];
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        let ask = |i: usize| {
+            let upstream = order[i];
+            async move { (i, self.ask(upstream, name, qtype, deadline).await) }
+        };
+        running.push(ask(0));
+        asked[0] = true;
+        let mut next = 1;
         let mut last = String::from("deadline passed");
-        for (i, upstream) in order.iter().enumerate() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let share = left / (order.len() - i) as u32;
-            let started = Instant::now();
-            match tokio::time::timeout(share, exchange(upstream.addr, name, qtype)).await {
-                Ok(Ok(message)) => {
-                    self.observe(started.elapsed());
-                    if upstream.skip_until_ms.swap(0, Ordering::Relaxed) != 0 {
-                        tracing::info!(upstream = %upstream.addr, "upstream answering again");
+        loop {
+            let hedge_after = order[next - 1].rto(self.timeout);
+            tokio::select! {
+                finished = futures_util::StreamExt::next(&mut running) => {
+                    let Some((i, result)) = finished else { break };
+                    match result {
+                        Ok(message) => {
+                            let upstream = order[i];
+                            if upstream.skip_until_ms.swap(0, Ordering::Relaxed) != 0 {
+                                tracing::info!(upstream = %upstream.addr, "upstream answering again");
+                            }
+                            // Those asked before it and still silent were slower than their
+                            // own timeout and this one: skip them for a while.
+                            for (k, still) in asked.iter().enumerate() {
+                                if *still && k != i {
+                                    let why = format!(
+                                        "{}: slower than its timeout, {} answered first",
+                                        order[k].addr, upstream.addr
+                                    );
+                                    self.failed(order[k], &why);
+                                }
+                            }
+                            return Ok(message);
+                        }
+                        Err(e) => {
+                            last = format!("{}: {e}", order[i].addr);
+                            self.failed(order[i], &last);
+                            asked[i] = false;
+                            if next < order.len() {
+                                running.push(ask(next));
+                                asked[next] = true;
+                                next += 1;
+                            }
+                        }
                     }
-                    return Ok(message);
                 }
-                Ok(Err(e)) => last = format!("{}: {e}", upstream.addr),
-                Err(_) => last = format!("{}: timed out after {share:?}", upstream.addr),
+                _ = tokio::time::sleep(hedge_after), if next < order.len() => {
+                    running.push(ask(next));
+                    asked[next] = true;
+                    next += 1;
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
             }
-            upstream.errors.fetch_add(1, Ordering::Relaxed);
-            let until = self.now_ms() + self.retry_after.as_millis() as u64;
-            if upstream.skip_until_ms.swap(until, Ordering::Relaxed) == 0 {
-                tracing::warn!(upstream = %upstream.addr, error = %last, "upstream failed; skipping it for {:?}", self.retry_after);
+        }
+        // Whoever was still being asked at the deadline failed this exchange.
+        for (i, still) in asked.iter().enumerate() {
+            if *still {
+                last = format!("{}: no answer within {:?}", order[i].addr, self.timeout);
+                self.failed(order[i], &last);
             }
         }
         Err(UpstreamError::AllFailed { last })
+    }
+
+    /// Counts a failure and skips the upstream for `retry_after` (logged when it starts).
+    fn failed(&self, upstream: &Upstream, why: &str) {
+        upstream.errors.fetch_add(1, Ordering::Relaxed);
+        let until = self.now_ms() + self.retry_after.as_millis() as u64;
+        if upstream.skip_until_ms.swap(until, Ordering::Relaxed) == 0 {
+            tracing::warn!(upstream = %upstream.addr, error = %why, "upstream failed; skipping it for {:?}", self.retry_after);
+        }
+    }
+
+    /// One question to one upstream over UDP, retransmitted after each timeout (doubling, as
+    /// RFC 6298 §5 backs off), until an answer or the deadline; TCP when truncated.
+    async fn ask(
+        &self,
+        upstream: &Upstream,
+        name: &Name,
+        qtype: RecordType,
+        deadline: tokio::time::Instant,
+    ) -> std::io::Result<Message> {
+        let query = query_message(name, qtype)?;
+        let bytes = query.to_vec().map_err(std::io::Error::other)?;
+        let addr = upstream.addr;
+        let bind: SocketAddr = if addr.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        // Port 0: the kernel picks a random ephemeral port for every exchange.
+        let socket = UdpSocket::bind(bind).await?;
+        socket.connect(addr).await?;
+        let first_sent = Instant::now();
+        socket.send(&bytes).await?;
+        let mut rto = upstream.rto(self.timeout);
+        let mut retransmitted = false;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let wait = tokio::time::Instant::now() + rto;
+            match tokio::time::timeout_at(wait.min(deadline), receive(&socket, &query, &mut buf))
+                .await
+            {
+                Ok(Ok(response)) => {
+                    if !retransmitted {
+                        upstream.sample(first_sent.elapsed());
+                    }
+                    self.observe(first_sent.elapsed());
+                    if response.truncated() {
+                        return exchange_tcp(addr, &bytes, &query).await;
+                    }
+                    return Ok(response);
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(std::io::ErrorKind::TimedOut.into());
+                }
+                Err(_) => {
+                    socket.send(&bytes).await?;
+                    upstream.retransmits.fetch_add(1, Ordering::Relaxed);
+                    retransmitted = true;
+                    rto = (rto * 2).min(self.timeout);
+                }
+            }
+        }
+    }
+}
+
+/// The next datagram on `socket` that answers `query`; others (spoofed, stale) are ignored.
+async fn receive(socket: &UdpSocket, query: &Message, buf: &mut [u8]) -> std::io::Result<Message> {
+    loop {
+        let n = socket.recv(buf).await?;
+        let Ok(response) = Message::from_vec(&buf[..n]) else {
+            continue;
+        };
+        if matches(query, &response) {
+            return Ok(response);
+        }
     }
 }
 
@@ -170,13 +342,46 @@ impl Upstreams {
                 u.errors.load(Ordering::Relaxed)
             );
         }
+        out.push_str(
+            "# HELP schooldns_upstream_retransmits_total Datagrams sent again after the \
+             upstream's retransmission timeout.\n# TYPE schooldns_upstream_retransmits_total counter\n",
+        );
+        for u in &self.servers {
+            let _ = writeln!(
+                out,
+                "schooldns_upstream_retransmits_total{{upstream=\"{}\"}} {}",
+                u.addr,
+                u.retransmits.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP schooldns_upstream_up 1 while the upstream is used, 0 while it is skipped \
+             after failing.\n# TYPE schooldns_upstream_up gauge\n",
+        );
+        let now = self.now_ms();
+        for u in &self.servers {
+            let up = u8::from(u.skip_until_ms.load(Ordering::Relaxed) <= now);
+            let _ = writeln!(out, "schooldns_upstream_up{{upstream=\"{}\"}} {up}", u.addr);
+        }
+        out.push_str(
+            "# HELP schooldns_upstream_rtt_seconds Smoothed round trip (RFC 6298 SRTT).\n\
+             # TYPE schooldns_upstream_rtt_seconds gauge\n",
+        );
+        for u in &self.servers {
+            let srtt = u.srtt_us.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "schooldns_upstream_rtt_seconds{{upstream=\"{}\"}} {srtt}",
+                u.addr
+            );
+        }
     }
 }
 
-fn query_message(name: &Name, qtype: RecordType) -> Message {
+fn query_message(name: &Name, qtype: RecordType) -> std::io::Result<Message> {
     let mut message = Message::new();
     message
-        .set_id(rand_id())
+        .set_id(random_id()?)
         .set_message_type(MessageType::Query)
         .set_op_code(OpCode::Query)
         .set_recursion_desired(true)
@@ -185,15 +390,14 @@ fn query_message(name: &Name, qtype: RecordType) -> Message {
         .extensions_mut()
         .get_or_insert_with(hickory_proto::op::Edns::new)
         .set_max_payload(1232);
-    message
+    Ok(message)
 }
 
-/// A query id that an off-path attacker cannot guess.
-fn rand_id() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish() as u16
+/// A query id from the operating system's CSPRNG, so an off-path attacker cannot guess it.
+fn random_id() -> std::io::Result<u16> {
+    let mut id = [0u8; 2];
+    getrandom::fill(&mut id).map_err(std::io::Error::other)?;
+    Ok(u16::from_be_bytes(id))
 }
 
 fn matches(query: &Message, response: &Message) -> bool {
@@ -203,35 +407,6 @@ fn matches(query: &Message, response: &Message) -> bool {
         // Name equality is case-insensitive (an upstream may randomise case, 0x20).
         && response.queries()[0].name() == query.queries()[0].name()
         && response.queries()[0].query_type() == query.queries()[0].query_type()
-}
-
-/// One UDP exchange with an upstream, retried over TCP when the answer is truncated.
-async fn exchange(addr: SocketAddr, name: &Name, qtype: RecordType) -> std::io::Result<Message> {
-    let query = query_message(name, qtype);
-    let bytes = query.to_vec().map_err(std::io::Error::other)?;
-    let bind: SocketAddr = if addr.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = UdpSocket::bind(bind).await?;
-    socket.connect(addr).await?;
-    socket.send(&bytes).await?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let n = socket.recv(&mut buf).await?;
-        // Ignore datagrams that are not the answer to this query (spoofing, stale replies).
-        let Ok(response) = Message::from_vec(&buf[..n]) else {
-            continue;
-        };
-        if !matches(&query, &response) {
-            continue;
-        }
-        if response.truncated() {
-            return exchange_tcp(addr, &bytes, &query).await;
-        }
-        return Ok(response);
-    }
 }
 
 async fn exchange_tcp(addr: SocketAddr, bytes: &[u8], query: &Message) -> std::io::Result<Message> {

@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 /// - `nx.example.` → NXDOMAIN with an SOA
 /// - `short.example.` → A with TTL 1
 /// - `slow.example.` → A after 300 ms
+/// - `lossy.*` → the first datagram of each query is dropped (retransmissions are answered)
 /// - `loopback.*` → A 127.0.0.1, no AAAA (for clients that go on to connect, such as curl)
 /// - anything else → A 192.0.2.1 / AAAA 2001:db8::1, TTL 300
 pub struct FakeUpstream {
@@ -27,6 +28,8 @@ pub struct FakeUpstream {
     pub queries: Arc<AtomicUsize>,
     /// When false, queries are read and ignored (a dead upstream).
     pub alive: Arc<AtomicBool>,
+    /// Distinct query ids received (retransmissions of one query count once).
+    pub questions: Arc<AtomicUsize>,
 }
 
 fn name(s: &str) -> Name {
@@ -138,10 +141,16 @@ impl FakeUpstream {
             }
         };
         let queries = Arc::new(AtomicUsize::new(0));
+        let questions = Arc::new(AtomicUsize::new(0));
         let alive = Arc::new(AtomicBool::new(true));
-        let (q, a) = (Arc::clone(&queries), Arc::clone(&alive));
+        let (q, a, d) = (
+            Arc::clone(&queries),
+            Arc::clone(&alive),
+            Arc::clone(&questions),
+        );
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
+            let mut seen = std::collections::HashSet::new();
             loop {
                 let Ok((n, src)) = udp.recv_from(&mut buf).await else {
                     return;
@@ -153,6 +162,15 @@ impl FakeUpstream {
                 let Ok(request) = Message::from_vec(&buf[..n]) else {
                     continue;
                 };
+                let first = seen.insert((src, request.id()));
+                if first {
+                    d.fetch_add(1, Ordering::SeqCst);
+                }
+                // `lossy.*`: the first datagram of each query is lost on the way.
+                let qname = request.queries()[0].name().to_lowercase().to_ascii();
+                if first && qname.starts_with("lossy.") {
+                    continue;
+                }
                 let udp = Arc::clone(&udp);
                 tokio::spawn(async move {
                     if request.queries()[0].name().to_lowercase().to_ascii() == "slow.example." {
@@ -195,6 +213,7 @@ impl FakeUpstream {
             addr,
             queries,
             alive,
+            questions,
         }
     }
 }
