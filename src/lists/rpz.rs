@@ -42,7 +42,10 @@ impl RpzParser {
             Some(abs) => {
                 if !self.origin.is_empty()
                     && abs.len() > self.origin.len()
-                    && abs[abs.len() - self.origin.len()..].eq_ignore_ascii_case(&self.origin)
+                    // Bytes, not a str slice: the cut may fall inside a multi-byte character
+                    // of a non-ASCII owner (found by the lists fuzz target).
+                    && abs.as_bytes()[abs.len() - self.origin.len()..]
+                        .eq_ignore_ascii_case(self.origin.as_bytes())
                     && abs.as_bytes()[abs.len() - self.origin.len() - 1] == b'.'
                 {
                     &abs[..abs.len() - self.origin.len() - 1]
@@ -148,6 +151,17 @@ impl LineParser for RpzParser {
 #[cfg(test)]
 mod tests {
     use crate::lists::{Action, Format, Scope, parse_str};
+
+    /// Found by `scripts/fuzz lists`: an absolute owner whose last bytes are inside a
+    /// multi-byte character used to panic on a str slice.
+    #[test]
+    fn non_ascii_owners_never_panic() {
+        let parsed = parse_str(
+            Format::Rpz,
+            "$ORIGIN le\n\u{fffd}.\u{fffd}. CNAME .\nwww.thử.le. CNAME .\n",
+        );
+        assert!(parsed.report.lines >= 2);
+    }
 
     #[test]
     fn rpz_records_become_rules() {

@@ -48,22 +48,28 @@ pub fn dns_query_token(path: &str) -> Option<Option<&str>> {
     }
 }
 
+/// RFC 8484 §4.1: the DNS message in a GET's `dns` parameter (base64url; padding is not sent
+/// but tolerated), or why there is none.
+pub fn parse_get_message(query: &str) -> Result<Vec<u8>, &'static str> {
+    let dns = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "dns")
+        .map(|(_, v)| v)
+        .ok_or("missing dns parameter")?;
+    match URL_SAFE_NO_PAD.decode(dns.trim_end_matches('=')) {
+        Ok(bytes) if bytes.len() <= MAX_MESSAGE => Ok(bytes),
+        _ => Err("dns parameter is not base64url"),
+    }
+}
+
 /// RFC 8484 §4.1: the DNS message from `?dns=` (GET) or the body (POST).
 fn dns_query(shared: &Encrypted, request: &Request, src: SocketAddr, token: Option<&str>) -> Reply {
     let is_get = request.method == Method::GET;
     let decoded;
     let message: &[u8] = match request.method {
         Method::GET => {
-            let Some(dns) = form_urlencoded::parse(request.query().as_bytes())
-                .find(|(k, _)| k == "dns")
-                .map(|(_, v)| v)
-            else {
-                return now(StatusCode::BAD_REQUEST, "missing dns parameter");
-            };
-            // Padding is not sent (RFC 8484 §4.1) but tolerated.
-            decoded = match URL_SAFE_NO_PAD.decode(dns.trim_end_matches('=')) {
-                Ok(bytes) if bytes.len() <= MAX_MESSAGE => bytes,
-                _ => return now(StatusCode::BAD_REQUEST, "dns parameter is not base64url"),
+            decoded = match parse_get_message(request.query()) {
+                Ok(bytes) => bytes,
+                Err(why) => return now(StatusCode::BAD_REQUEST, why),
             };
             &decoded
         }
