@@ -72,10 +72,13 @@ pub struct ReloadStats {
     pub failed: AtomicU64,
     /// Why the last refused reload was refused (for `POST /reload` and `schooldns reload`).
     pub last_refusal: std::sync::Mutex<String>,
+    /// Settings the last successful reload changed but could not apply (they need a restart).
+    pub needs_restart: std::sync::Mutex<Vec<String>>,
 }
 
-/// Called with each config swapped in.
-pub type SwapHook = Box<dyn Fn(&LoadedConfig) + Send>;
+/// Called with each config swapped in; returns the settings it could not apply (they need a
+/// restart).
+pub type SwapHook = Box<dyn Fn(&LoadedConfig) -> Vec<String> + Send>;
 
 /// Compiles new policies and swaps them in.
 pub struct Reloader {
@@ -183,9 +186,21 @@ impl Reloader {
         let policy = Arc::new(policy);
         self.shared.store(Arc::clone(&policy));
         self.config_files = loaded.config.watched_files();
+        let mut needs_restart = Vec::new();
         for hook in &self.on_swap {
-            hook(&loaded);
+            needs_restart.extend(hook(&loaded));
         }
+        if !needs_restart.is_empty() {
+            tracing::warn!(
+                settings = needs_restart.join(", "),
+                "reloaded, but these changed settings take effect only after a restart"
+            );
+        }
+        *self
+            .stats
+            .needs_restart
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = needs_restart;
         Ok(policy)
     }
 

@@ -148,21 +148,55 @@ pub fn refresh_all(config: &Config, agent: &ureq::Agent) -> usize {
     changed
 }
 
-/// Starts the refresh thread: every `[subscriptions] refresh_secs` it downloads what changed
-/// and calls `on_change` (which asks for a reload). Stops when `stop` receives or is dropped.
+/// What the refresher thread is told.
+pub enum Refresher {
+    /// A reloaded config: its URLs are fetched now when the set changed (a URL added while
+    /// the server runs is downloaded at once), and at its `refresh_secs` from then on.
+    Config(Box<Config>),
+    /// Stop the thread.
+    Stop,
+}
+
+/// The URLs of a config's categories, sorted, for noticing a change.
+fn url_set(config: &Config) -> Vec<String> {
+    let mut urls: Vec<String> = urls(config).into_iter().map(|(_, u)| u).collect();
+    urls.sort();
+    urls.dedup();
+    urls
+}
+
+/// Starts the refresher thread: refreshes every `refresh_secs` (from the latest config it was
+/// given) and calls `on_change` when a download stored a new copy. It always runs, so that
+/// subscriptions added by a reload are fetched even when none existed at start.
 pub fn spawn_refresher(
     config: Config,
-    stop: std::sync::mpsc::Receiver<()>,
+    control: std::sync::mpsc::Receiver<Refresher>,
     on_change: Box<dyn Fn() + Send>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let every = Duration::from_secs(config.subscriptions.refresh_secs.max(1));
-    let agent = agent(Duration::from_secs(config.subscriptions.timeout_secs));
     std::thread::Builder::new()
         .name("schooldns-subscriptions".into())
         .spawn(move || {
             crate::priority::lower_priority();
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
-                if refresh_all(&config, &agent) > 0 {
+            let mut config = config;
+            let mut known = url_set(&config);
+            let mut agent = agent(Duration::from_secs(config.subscriptions.timeout_secs));
+            loop {
+                let every = Duration::from_secs(config.subscriptions.refresh_secs.max(1));
+                let refresh_now = match control.recv_timeout(every) {
+                    Ok(Refresher::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        return;
+                    }
+                    Ok(Refresher::Config(new)) => {
+                        config = *new;
+                        agent = self::agent(Duration::from_secs(config.subscriptions.timeout_secs));
+                        let urls = url_set(&config);
+                        let changed = urls != known;
+                        known = urls;
+                        changed
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => true,
+                };
+                if refresh_now && !known.is_empty() && refresh_all(&config, &agent) > 0 {
                     on_change();
                 }
             }

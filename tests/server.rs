@@ -811,3 +811,75 @@ async fn reuseport_sockets_share_one_port() {
     let _ = stop.send(true);
     task.await.unwrap().unwrap();
 }
+
+/// A reload used to ignore `[upstream]` and `[cache]` silently, and a subscription URL added
+/// while the server ran was never downloaded (the refresher only started when URLs existed at
+/// start). Now the new upstream is used at once, the new URL is downloaded at once and its
+/// names blocked, and a changed setting that needs a restart is named in `POST /reload`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_upstream_and_new_subscriptions_and_names_what_needs_a_restart() {
+    let s = TestServer::start().await;
+    let admin = s.admin.unwrap();
+    let second = crate::common::dns::FakeUpstream::start().await;
+    let list = ListServer::start("added.example\n", "v1");
+    let config = std::fs::read_to_string(s.district.path("schooldns.toml")).unwrap();
+    let changed = config
+        .replace(&s.upstream.addr.to_string(), &second.addr.to_string())
+        .replace(
+            "[categories.education]",
+            &format!(
+                "[categories.subscribed]\nurls = [\"http://{}/list.txt\"]\n[categories.education]",
+                list.addr
+            ),
+        )
+        .replace(
+            "block = [\"adult\", \"social\"]",
+            "block = [\"adult\", \"social\", \"subscribed\"]",
+        )
+        .replace(
+            "[reload]",
+            &format!(
+                "[subscriptions]\ncache_dir = \"{}\"\ntimeout_secs = 5\n[reload]",
+                s.district.path("cache").display()
+            ),
+        )
+        .replace("timezone = ", "retention_days = 30\ntimezone = ");
+    std::fs::write(s.district.path("schooldns.toml"), changed).unwrap();
+    let (status, body) = http_request(admin, "POST", "/reload").await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert!(
+        body.contains("take effect only after a restart: hitlog.retention_days"),
+        "{body}"
+    );
+    // The new upstream answers.
+    let before = s.upstream.questions.load(Ordering::SeqCst);
+    let m = udp_query(
+        s.udp,
+        SCHOOL,
+        &query_message("after-reload.example.", RecordType::A, true),
+    )
+    .await;
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    assert_eq!(second.questions.load(Ordering::SeqCst), 1);
+    assert_eq!(s.upstream.questions.load(Ordering::SeqCst), before);
+    // The added subscription is fetched at once and its names blocked after the reload it
+    // triggers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = udp_query(
+            s.udp,
+            SCHOOL,
+            &query_message("added.example.", RecordType::A, true),
+        )
+        .await;
+        if m.response_code() == ResponseCode::NXDomain {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the added subscription never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+}

@@ -288,10 +288,19 @@ async fn reload(state: &AdminState, peer_is_local: bool, force: bool) -> (&'stat
         )
     } else {
         let version = state.policy.load().version();
-        (
-            "200 OK",
-            format!("reloaded, policy version {version:016x}\n"),
-        )
+        let restart = state
+            .reloads
+            .needs_restart
+            .lock()
+            .map(|keys| keys.join(", "))
+            .unwrap_or_default();
+        let mut body = format!("reloaded, policy version {version:016x}\n");
+        if !restart.is_empty() {
+            body.push_str(&format!(
+                "these changed settings take effect only after a restart: {restart}\n"
+            ));
+        }
+        ("200 OK", body)
     }
 }
 

@@ -90,20 +90,29 @@ pub enum Lookup {
 pub struct Cache {
     shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
-    max_per_shard: usize,
-    stale_max: Duration,
+    /// Limits a reload may change (`[cache] max_entries`, `stale_max` in seconds).
+    max_per_shard: std::sync::atomic::AtomicUsize,
+    stale_max_secs: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 impl Cache {
+    /// Follows a reloaded `[cache]`: a smaller bound evicts as entries are next inserted.
+    pub fn set_limits(&self, max_entries: usize, stale_max: Duration) {
+        self.max_per_shard
+            .store(max_entries.div_ceil(SHARDS).max(1), Ordering::Relaxed);
+        self.stale_max_secs
+            .store(stale_max.as_secs(), Ordering::Relaxed);
+    }
+
     /// A cache of at most `max_entries` answers.
     pub fn new(max_entries: usize, stale_max: Duration) -> Cache {
         Cache {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
-            max_per_shard: max_entries.div_ceil(SHARDS).max(1),
-            stale_max,
+            max_per_shard: std::sync::atomic::AtomicUsize::new(max_entries.div_ceil(SHARDS).max(1)),
+            stale_max_secs: AtomicU64::new(stale_max.as_secs()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -141,7 +150,8 @@ impl Cache {
             return Lookup::Fresh(entry.answer(age_secs, None, AnswerSource::Cache));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        if age < Duration::from_secs(u64::from(entry.ttl)) + self.stale_max {
+        let stale_max = Duration::from_secs(self.stale_max_secs.load(Ordering::Relaxed));
+        if age < Duration::from_secs(u64::from(entry.ttl)) + stale_max {
             Lookup::Stale(entry.answer(age_secs, Some(STALE_TTL), AnswerSource::Stale))
         } else {
             Lookup::Miss
@@ -166,7 +176,7 @@ impl Cache {
         if shard.map.insert(key.clone(), entry).is_none() {
             shard.order.push_back(key);
         }
-        while shard.map.len() > self.max_per_shard {
+        while shard.map.len() > self.max_per_shard.load(Ordering::Relaxed) {
             match shard.order.pop_front() {
                 Some(oldest) => {
                     shard.map.remove(&oldest);

@@ -56,7 +56,8 @@ type Flight = watch::Receiver<Option<Result<Answer, ResolveError>>>;
 /// Cache + upstreams + coalescing of identical in-flight questions.
 pub struct Resolver {
     cache: Cache,
-    upstreams: Upstreams,
+    /// Replaced whole when a reload changes `[upstream]`.
+    upstreams: arc_swap::ArcSwap<Upstreams>,
     /// Questions being asked upstream right now; followers wait on the leader's result. A std
     /// mutex: it is held only to look up or insert, never across an await.
     in_flight: Mutex<HashMap<CacheKey, Flight>>,
@@ -68,7 +69,7 @@ impl Resolver {
     pub fn new(upstreams: Upstreams, max_entries: usize, stale_max: Duration) -> Resolver {
         Resolver {
             cache: Cache::new(max_entries, stale_max),
-            upstreams,
+            upstreams: arc_swap::ArcSwap::from_pointee(upstreams),
             in_flight: Mutex::new(HashMap::new()),
         }
     }
@@ -78,9 +79,14 @@ impl Resolver {
         &self.cache
     }
 
-    /// The upstreams, for metrics.
-    pub fn upstreams(&self) -> &Upstreams {
-        &self.upstreams
+    /// The upstreams now, for metrics and health.
+    pub fn upstreams(&self) -> Arc<Upstreams> {
+        self.upstreams.load_full()
+    }
+
+    /// Follows a reloaded `[upstream]` (new upstreams start without round-trip history).
+    pub fn set_upstreams(&self, upstreams: Upstreams) {
+        self.upstreams.store(Arc::new(upstreams));
     }
 
     /// A fresh cached answer, without waiting on anything.
@@ -139,7 +145,8 @@ impl Resolver {
         name: &Name,
         qtype: RecordType,
     ) -> Result<Answer, ResolveError> {
-        match self.upstreams.query(name, qtype).await {
+        let upstreams = self.upstreams.load_full();
+        match upstreams.query(name, qtype).await {
             Ok(response) => {
                 let answer = Answer {
                     rcode: response.response_code(),

@@ -15,6 +15,7 @@ pub mod dot;
 pub mod encrypted;
 pub mod fast;
 pub mod handler;
+pub mod live;
 pub mod refusals;
 pub mod response;
 pub mod scratch;
@@ -86,9 +87,9 @@ pub struct Server {
     reload_thread: std::thread::JoinHandle<()>,
     admin: Option<TcpListener>,
     admin_state: Arc<AdminState>,
-    /// Downloads subscriptions beside the query path; stopped through `stop_refresher`.
-    refresher: Option<std::thread::JoinHandle<()>>,
-    stop_refresher: mpsc::Sender<()>,
+    /// Downloads subscriptions beside the query path; stopped through `refresher_control`.
+    refresher: std::thread::JoinHandle<()>,
+    refresher_control: mpsc::Sender<subscriptions::Refresher>,
     /// The hit-log writer; stopped (everything buffered written) after the last query.
     hitlog: HitLog,
     /// DoT listeners, with their TLS acceptor.
@@ -215,22 +216,19 @@ impl Server {
         reloader.watch_files(config.watched_files());
         let reload_stats = reloader.stats();
         let access = Arc::new(ArcSwap::from_pointee(Access::from_config(&config.admin)));
-        let live_access = Arc::clone(&access);
-        reloader.on_swap(Box::new(move |loaded| {
-            live_access.store(Arc::new(Access::from_config(&loaded.config.admin)));
-        }));
-        let live_setup = Arc::clone(&setup);
-        let live_encrypted = encrypted.as_ref().map(|(shared, _, _)| Arc::clone(shared));
-        let live_certs = certs.clone();
-        reloader.on_swap(Box::new(move |loaded| {
-            live_setup.update(&loaded.config);
-            if let Some(shared) = &live_encrypted {
-                shared.update(&loaded.config);
-            }
-            if let Some(certs) = &live_certs {
-                certs.refresh(&loaded.config.tls);
-            }
-        }));
+        let (refresher_control, refresher_rx) = mpsc::channel();
+        let live = live::Live {
+            started: config.clone(),
+            current: std::sync::Mutex::new(config.clone()),
+            access: Arc::clone(&access),
+            setup: Arc::clone(&setup),
+            encrypted: encrypted.as_ref().map(|(shared, _, _)| Arc::clone(shared)),
+            certs: certs.clone(),
+            resolver: Arc::clone(&resolver),
+            refusals: Arc::clone(&refusals),
+            refresher: std::sync::Mutex::new(refresher_control.clone()),
+        };
+        reloader.on_swap(Box::new(move |loaded| live.follow(&loaded.config)));
         let admin = match config.admin.listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -277,22 +275,15 @@ impl Server {
             encrypted: encrypted.as_ref().map(|(shared, _, _)| Arc::clone(shared)),
             certs,
         });
-        let (stop_refresher, refresher_stop) = mpsc::channel();
-        let refresher = if subscriptions::urls(config).is_empty() {
-            None
-        } else {
-            let trigger = reload_trigger.clone();
-            Some(
-                subscriptions::spawn_refresher(
-                    config.clone(),
-                    refresher_stop,
-                    Box::new(move || {
-                        let _ = trigger.send(Trigger::FileEvent);
-                    }),
-                )
-                .context("starting the subscription thread")?,
-            )
-        };
+        let trigger = reload_trigger.clone();
+        let refresher = subscriptions::spawn_refresher(
+            config.clone(),
+            refresher_rx,
+            Box::new(move || {
+                let _ = trigger.send(Trigger::FileEvent);
+            }),
+        )
+        .context("starting the subscription thread")?;
         Ok(Server {
             tcp_slots,
             tcp_timeouts,
@@ -301,7 +292,7 @@ impl Server {
             encrypted,
             hitlog,
             refresher,
-            stop_refresher,
+            refresher_control,
             udp,
             tcp,
             handler,
@@ -438,10 +429,9 @@ impl Server {
         let _ = tokio::time::timeout(DRAIN, in_flight.acquire_many(all)).await;
         let hitlog = self.hitlog;
         let _ = tokio::task::spawn_blocking(move || hitlog.stop()).await;
-        let _ = self.stop_refresher.send(());
-        if let Some(refresher) = self.refresher {
-            let _ = tokio::task::spawn_blocking(move || refresher.join()).await;
-        }
+        let _ = self.refresher_control.send(subscriptions::Refresher::Stop);
+        let refresher = self.refresher;
+        let _ = tokio::task::spawn_blocking(move || refresher.join()).await;
         let _ = self.reload_trigger.send(Trigger::Stop);
         let reload_thread = self.reload_thread;
         let _ = tokio::task::spawn_blocking(move || reload_thread.join()).await;
