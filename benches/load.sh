@@ -109,6 +109,42 @@ header() {
         "p99.9 µs" answered lost "CPU µs/query"
 }
 
+# BASELINE=path/to/another/schooldns: instead of the comparison with Unbound, run this build and
+# that one alternately (ABBA per round, ROUNDS rounds) on AB_WORKLOAD (default mix) and print
+# the ratio of server CPU per answered query, new / baseline, per round and as the median.
+if [ -n "${BASELINE:-}" ]; then
+    ROUNDS=${ROUNDS:-4}
+    AB_WORKLOAD=${AB_WORKLOAD:-mix}
+    ab_run() { # label binary
+        local label=$1 bin=$2 pid
+        rm -rf "$WORK/hitlog"
+        taskset -c "$SERVER_CPUS" "$bin" --log warn serve --config "$WORK/schooldns.toml" \
+            --threads "$THREADS" &
+        pid=$!
+        PIDS+=($pid)
+        wait_for 5400
+        taskset -c "$CLIENT_CPUS" dnsperf -s 127.0.0.1 -p 5400 -d "$WORK/hits.txt" -n 1 -c 4 -q 200 >/dev/null 2>&1
+        run "$label" 5400 "$pid" "$AB_WORKLOAD"
+        kill "$pid"; wait "$pid" 2>/dev/null || true
+    }
+    echo "== A/B: this build (new) and $BASELINE (base), $AB_WORKLOAD, $ROUNDS rounds ABBA"
+    header
+    for round in $(seq 1 "$ROUNDS"); do
+        if [ $((round % 2)) = 1 ]; then
+            ab_run new target/release/schooldns; ab_run base "$BASELINE"
+        else
+            ab_run base "$BASELINE"; ab_run new target/release/schooldns
+        fi
+    done
+    awk '$1 == "new" {n[++i]=$NF} $1 == "base" {b[++j]=$NF} END {
+        for (k = 1; k <= i; k++) printf "%.3f\n", n[k] / b[k] }' "$WORK/results.txt" >"$WORK/out/ratios"
+    awk '{printf "round %d: CPU/query new/base %s\n", NR, $1}' "$WORK/out/ratios"
+    sort -n "$WORK/out/ratios" | awk '{r[NR]=$1} END {
+        m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+        printf "median ratio %.3f\n", m }'
+    exit 0
+fi
+
 echo "== schooldns ($THREADS worker thread(s) on CPU $SERVER_CPUS)"
 taskset -c "$SERVER_CPUS" target/release/schooldns --log warn serve --config "$WORK/schooldns.toml" \
     --threads "$THREADS" &

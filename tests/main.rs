@@ -8,6 +8,7 @@
 //! - `server`: the real server on loopback with a fake upstream: answers, blocks, cache, reloads.
 //! - `devices`: home devices over DoT and DoH with a test CA: tokens, setup pages, edits.
 //! - `http2`: DoH's own HTTP/2 connection driven by an independent client (the `h2` crate).
+//! - `promises`: README promises pinned on the wire (transports, cache, EDNS cut, stale).
 //! - `robustness`: what outside testing found could knock the resolver over, reproduced.
 //! - `upstream`: forwarding: retransmission, hedging, skipping, health.
 //! - `shipped`: the shipped config and every shipped blocklist.
@@ -21,6 +22,7 @@ mod hitlog;
 mod http2;
 mod parsers;
 mod policy;
+mod promises;
 mod robustness;
 mod server;
 mod shipped;

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 /// An authoritative-looking upstream on 127.0.0.1 with a few special names:
 /// - `cname.example.` → CNAME `blocked-target.example.` → A
 /// - `big.example.` TXT → about 4 KB of TXT records (truncated over UDP)
+/// - `medium.example.` TXT → about 700 bytes of TXT records
 /// - `svc.school.test.` HTTPS → `1 svc.school.test. alpn=h2` (its TargetName is the owner)
 /// - `nx.example.` → NXDOMAIN with an SOA
 /// - `short.example.` → A with TTL 1
@@ -58,6 +59,16 @@ pub fn answer_for(request: &Message) -> Message {
                 300,
                 RData::A(A::new(192, 0, 2, 66)),
             ));
+        }
+        ("medium.example.", RecordType::TXT) => {
+            // About 700 bytes: over 512 (cut without EDNS), under 1232 (whole with it).
+            for i in 0..6 {
+                m.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    300,
+                    RData::TXT(TXT::new(vec![format!("{i:03}-{}", "m".repeat(96))])),
+                ));
+            }
         }
         ("big.example.", RecordType::TXT) => {
             for i in 0..40 {
