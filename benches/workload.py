@@ -5,7 +5,8 @@ usage: python3 benches/workload.py WORK_DIR NAMES
 Writes into WORK_DIR: block.txt (NAMES random blocked names), unbound-block.conf (the same as
 Unbound local-zones), and dnsperf files: hits.txt (10,000 allowed names, cache hits once warm),
 blocked.txt (10,000 blocked names), mix.txt (80 % hits, 20 % blocked), burst.txt (every blocked
-name once, shuffled) and mixburst.txt (80 % hits, 20 % distinct blocked names).
+name once, shuffled), mixburst.txt (80 % hits, 20 % distinct blocked names) and misses.txt
+(1,000,000 distinct allowed names: every query a cache miss forwarded upstream).
 """
 import random, sys
 work, n = sys.argv[1], int(sys.argv[2])
@@ -41,3 +42,5 @@ mixburst = []
 for i in range(500000):
     mixburst.append(burst[i // 5] if i % 5 == 0 else hits[i % len(hits)])
 write(f"{work}/mixburst.txt", mixburst)
+# For benches/load.sh AB_WORKLOAD=misses: the forwarding path, every query a new question.
+write(f"{work}/misses.txt", (f"miss{i}.allowed-{i % 89}.example.org" for i in range(1000000)))
