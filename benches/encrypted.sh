@@ -25,7 +25,7 @@ mkdir -p "$WORK"
 for tool in dnsperf h2load openssl taskset python3 dig curl; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
-# Each process holds IDLE sockets plus a few: raise the soft limit as far as allowed.
+# Each process holds IDLE (or MANY) sockets plus a few: raise the soft limit as far as allowed.
 ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet --bin schooldns --example bench_upstream
 python3 benches/workload.py "$WORK" 100000
@@ -151,3 +151,27 @@ awk '{q[$1]=$2} END {
     printf "udp with idle connections: %.2f of the rate without\n", q["udp-with-idle"]/q["udp"];
     printf "dot with idle connections: %.2f of the rate without\n", q["dot-with-idle"]/q["dot"] }' \
     "$WORK/results.txt"
+
+# Many home devices: MANY connections (default 5,000), each sending one DoH query every 100 ms
+# (h2load --rps 10 per connection), for DURATION seconds: answers per second and server CPU
+# per answer.
+MANY=${MANY:-5000}
+# Let the idle connections go first (they count against the per-address cap).
+kill "$HPID" 2>/dev/null || true
+wait "$HPID" 2>/dev/null || true
+sleep 2
+echo "== $MANY DoH connections, one query per 100 ms each"
+header
+run_many() {
+    local before after out answered qps cpu_us
+    before=$(cpu_ticks "$SPID")
+    out=$(taskset -c 1 h2load -D "$DURATION" -c "$MANY" -m 1 --rps 10 -d "$WORK/query.bin" \
+        -H "content-type: application/dns-message" "https://127.0.0.1:5404/dns-query/$TOKEN" 2>&1)
+    after=$(cpu_ticks "$SPID")
+    answered=$(grep -m1 '^requests:' <<<"$out" | awk '{print $8}')
+    qps=$(awk -v n="${answered:-0}" -v d="$DURATION" 'BEGIN {printf "%.0f", n / d}')
+    cpu_us=$(awk -v t=$((after - before)) -v n="${answered:-0}" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN {printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0}')
+    printf "%-16s %12s %12s %14s\n" "doh-$MANY" "$qps" "${answered:-0}" "$cpu_us"
+}
+run_many
