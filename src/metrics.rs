@@ -138,6 +138,23 @@ impl Metrics {
     }
 }
 
+/// Appends one metric family with a single label: its HELP and TYPE lines, then one line per
+/// `(label value, value)` row.
+pub fn family<L: std::fmt::Display, V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    label: &str,
+    rows: impl IntoIterator<Item = (L, V)>,
+) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (label_value, value) in rows {
+        let _ = writeln!(out, "{name}{{{label}=\"{label_value}\"}} {value}");
+    }
+}
+
 /// Escapes a Prometheus label value.
 pub fn escape(value: &str) -> String {
     value

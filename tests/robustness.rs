@@ -322,16 +322,17 @@ fn closed_within(stream: &mut std::net::TcpStream, limit: Duration) -> bool {
     false
 }
 
+/// A query for a name the test district blocks, as bytes.
+fn blocked_query() -> Vec<u8> {
+    crate::common::dns::query_message("www.porn.example.", hickory_proto::rr::RecordType::A, true)
+        .to_vec()
+        .unwrap()
+}
+
 /// One blocked-name query over TCP from `from`: its rcode, or `None` without an answer in 2 s.
 fn tcp_answer(from: &str, addr: std::net::SocketAddr) -> Option<hickory_proto::op::ResponseCode> {
     use std::io::{Read, Write};
-    let query = crate::common::dns::query_message(
-        "www.porn.example.",
-        hickory_proto::rr::RecordType::A,
-        true,
-    )
-    .to_vec()
-    .unwrap();
+    let query = blocked_query();
     let mut stream = tcp_from(from, addr);
     stream
         .set_read_timeout(Some(Duration::from_secs(2)))
@@ -356,13 +357,10 @@ fn tcp_answer(from: &str, addr: std::net::SocketAddr) -> Option<hickory_proto::o
 #[test]
 fn silent_tcp_connections_cannot_lock_schools_out() {
     use hickory_proto::op::ResponseCode;
-    let server = RealServer::start_keys(
-        Keys {
-            server: "max_tcp_connections = 20\nmax_connections_per_address = 4",
-            ..Keys::default()
-        },
-        |_| {},
-    );
+    let server = RealServer::with(Keys {
+        server: "max_tcp_connections = 20\nmax_connections_per_address = 4",
+        ..Keys::default()
+    });
     // Not in any school: 127.0.1.0/24.
     let mut one_address: Vec<_> = (0..8).map(|_| tcp_from("127.0.1.1", server.dns)).collect();
     let over_share = one_address.split_off(4);
@@ -399,13 +397,10 @@ fn silent_tcp_connections_cannot_lock_schools_out() {
 #[test]
 fn tcp_clients_that_drip_or_stop_reading_are_closed() {
     use std::io::Write;
-    let server = RealServer::start_keys(
-        Keys {
-            server: "tcp_idle_timeout_secs = 1\nwrite_timeout_secs = 1",
-            ..Keys::default()
-        },
-        |_| {},
-    );
+    let server = RealServer::with(Keys {
+        server: "tcp_idle_timeout_secs = 1\nwrite_timeout_secs = 1",
+        ..Keys::default()
+    });
     // Dripping: a byte every 200 ms, never a whole query.
     let mut drip = tcp_from("127.0.0.1", server.dns);
     let started = Instant::now();
@@ -424,13 +419,7 @@ fn tcp_clients_that_drip_or_stop_reading_are_closed() {
     socket2::SockRef::from(&stuck)
         .set_recv_buffer_size(4096)
         .unwrap();
-    let query = crate::common::dns::query_message(
-        "www.porn.example.",
-        hickory_proto::rr::RecordType::A,
-        true,
-    )
-    .to_vec()
-    .unwrap();
+    let query = blocked_query();
     let framed = [&(query.len() as u16).to_be_bytes()[..], &query].concat();
     let batch: Vec<u8> = framed.repeat(1000);
     let mut writer = stuck.try_clone().unwrap();
@@ -477,13 +466,10 @@ fn tcp_clients_that_drip_or_stop_reading_are_closed() {
 /// every slot is taken the least active gives way, so `/metrics` is still served.
 #[test]
 fn the_admin_listener_caps_connections() {
-    let server = RealServer::start_keys(
-        Keys {
-            admin: "max_connections = 6\nmax_connections_per_address = 2",
-            ..Keys::default()
-        },
-        |_| {},
-    );
+    let server = RealServer::with(Keys {
+        admin: "max_connections = 6\nmax_connections_per_address = 2",
+        ..Keys::default()
+    });
     let admin = server.admin;
     let mut mine: Vec<_> = (0..3).map(|_| tcp_from("127.0.0.1", admin)).collect();
     let mut third = mine.pop().unwrap();

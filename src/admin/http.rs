@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use crate::server::slots::{DeadlineIo, Slot};
+use crate::server::slots::{DeadlineIo, Slot, drive_http};
 
 /// Time a client gets to send a request head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,8 +24,6 @@ pub const MAX_BUF: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 64;
 /// An admin connection with no completed request for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(60);
-/// How long a connection told to close may take to finish its request.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// The client's address, put into every request's extensions by [`connection`].
 #[derive(Debug, Clone, Copy)]
@@ -193,21 +191,14 @@ pub async fn connection(
     let io = TokioIo::new(DeadlineIo::new(stream, write_timeout));
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            _ = connection.as_mut() => return,
-            _ = shutdown.wait_for(|&s| s), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            _ = slot.closing(IDLE), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            _ = tokio::time::sleep(CLOSE_GRACE), if closing => return,
-        }
-    }
+    drive_http(
+        connection,
+        |c| c.graceful_shutdown(),
+        &slot,
+        IDLE,
+        &mut shutdown,
+    )
+    .await;
 }
 
 /// The peer address of a request (set by [`connection`]).

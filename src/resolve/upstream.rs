@@ -347,51 +347,49 @@ impl Upstreams {
         let sum = self.latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "schooldns_upstream_latency_seconds_sum {sum}");
         let _ = writeln!(out, "schooldns_upstream_latency_seconds_count {count}");
-        out.push_str(
-            "# HELP schooldns_upstream_errors_total Failed or timed-out upstream exchanges.\n",
+        use crate::metrics::family;
+        let each =
+            |value: fn(&Upstream) -> u64| self.servers.iter().map(move |u| (u.addr, value(u)));
+        family(
+            out,
+            "schooldns_upstream_errors_total",
+            "counter",
+            "Failed or timed-out upstream exchanges.",
+            "upstream",
+            each(|u| u.errors.load(Ordering::Relaxed)),
         );
-        out.push_str("# TYPE schooldns_upstream_errors_total counter\n");
-        for u in &self.servers {
-            let _ = writeln!(
-                out,
-                "schooldns_upstream_errors_total{{upstream=\"{}\"}} {}",
-                u.addr,
-                u.errors.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str(
-            "# HELP schooldns_upstream_retransmits_total Datagrams sent again after the \
-             upstream's retransmission timeout.\n# TYPE schooldns_upstream_retransmits_total counter\n",
-        );
-        for u in &self.servers {
-            let _ = writeln!(
-                out,
-                "schooldns_upstream_retransmits_total{{upstream=\"{}\"}} {}",
-                u.addr,
-                u.retransmits.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str(
-            "# HELP schooldns_upstream_up 1 while the upstream is used, 0 while it is skipped \
-             after failing.\n# TYPE schooldns_upstream_up gauge\n",
+        family(
+            out,
+            "schooldns_upstream_retransmits_total",
+            "counter",
+            "Datagrams sent again after the upstream's retransmission timeout.",
+            "upstream",
+            each(|u| u.retransmits.load(Ordering::Relaxed)),
         );
         let now = self.now_ms();
-        for u in &self.servers {
-            let up = u8::from(u.skip_until_ms.load(Ordering::Relaxed) <= now);
-            let _ = writeln!(out, "schooldns_upstream_up{{upstream=\"{}\"}} {up}", u.addr);
-        }
-        out.push_str(
-            "# HELP schooldns_upstream_rtt_seconds Smoothed round trip (RFC 6298 SRTT).\n\
-             # TYPE schooldns_upstream_rtt_seconds gauge\n",
+        family(
+            out,
+            "schooldns_upstream_up",
+            "gauge",
+            "1 while the upstream is used, 0 while it is skipped after failing.",
+            "upstream",
+            self.servers.iter().map(|u| {
+                (
+                    u.addr,
+                    u8::from(u.skip_until_ms.load(Ordering::Relaxed) <= now),
+                )
+            }),
         );
-        for u in &self.servers {
-            let srtt = u.srtt_us.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "schooldns_upstream_rtt_seconds{{upstream=\"{}\"}} {srtt}",
-                u.addr
-            );
-        }
+        family(
+            out,
+            "schooldns_upstream_rtt_seconds",
+            "gauge",
+            "Smoothed round trip (RFC 6298 SRTT).",
+            "upstream",
+            self.servers
+                .iter()
+                .map(|u| (u.addr, u.srtt_us.load(Ordering::Relaxed) as f64 / 1e6)),
+        );
     }
 }
 

@@ -84,85 +84,51 @@ impl Live {
 /// sockets, slot tables, the hit log's writer and the reload thread are set up once.
 pub fn restart_needed(started: &Config, new: &Config) -> Vec<String> {
     let mut keys = Vec::new();
-    let mut check = |key: &str, same: bool| {
-        if !same {
-            keys.push(key.to_string());
-        }
-    };
-    let (s, n) = (&started.server, &new.server);
-    check("server.udp", s.udp == n.udp);
-    check("server.tcp", s.tcp == n.tcp);
-    check("server.dot", s.dot == n.dot);
-    check("server.doh", s.doh == n.doh);
-    check(
-        "server.max_tcp_connections",
-        s.max_tcp_connections == n.max_tcp_connections,
-    );
-    check(
-        "server.max_connections_per_address",
-        s.max_connections_per_address == n.max_connections_per_address,
-    );
-    check(
-        "server.tcp_idle_timeout_secs",
-        s.tcp_idle_timeout_secs == n.tcp_idle_timeout_secs,
-    );
+    // `differs!(server.udp)` names the key `server.udp` when it changed.
+    macro_rules! differs {
+        ($($key:ident).+) => {
+            if started.$($key).+ != new.$($key).+ {
+                keys.push(stringify!($($key).+).replace(' ', ""));
+            }
+        };
+    }
+    differs!(server.udp);
+    differs!(server.tcp);
+    differs!(server.dot);
+    differs!(server.doh);
+    differs!(server.max_tcp_connections);
+    differs!(server.max_connections_per_address);
+    differs!(server.tcp_idle_timeout_secs);
     // DoT and DoH follow a new write deadline; TCP and admin connections keep theirs.
-    check(
-        "server.write_timeout_secs",
-        s.write_timeout_secs == n.write_timeout_secs,
-    );
-    check("admin.listen", started.admin.listen == new.admin.listen);
-    check(
-        "admin.max_connections",
-        started.admin.max_connections == new.admin.max_connections,
-    );
-    check(
-        "admin.max_connections_per_address",
-        started.admin.max_connections_per_address == new.admin.max_connections_per_address,
-    );
-    check(
-        "tls.max_connections",
-        started.tls.max_connections == new.tls.max_connections,
-    );
-    check(
-        "reload.debounce_ms",
-        started.reload.debounce_ms == new.reload.debounce_ms,
-    );
-    check(
-        "reload.max_shrink",
-        started.reload.max_shrink == new.reload.max_shrink,
-    );
+    differs!(server.write_timeout_secs);
+    differs!(admin.listen);
+    differs!(admin.max_connections);
+    differs!(admin.max_connections_per_address);
+    differs!(tls.max_connections);
+    differs!(reload.debounce_ms);
+    differs!(reload.max_shrink);
     // The hit log's writer, its file and its JSON sink are started once.
-    let (h, m) = (&started.hitlog, &new.hitlog);
-    check("hitlog.enabled", h.enabled == m.enabled);
-    check("hitlog.path", h.path == m.path);
-    check(
-        "hitlog.client_address",
-        h.client_address == m.client_address,
-    );
-    check(
-        "hitlog.retention_days",
-        h.retention_days == m.retention_days,
-    );
-    let retention = |c: &crate::config::HitlogConfig| {
-        c.category_retention_days
+    differs!(hitlog.enabled);
+    differs!(hitlog.path);
+    differs!(hitlog.client_address);
+    differs!(hitlog.retention_days);
+    differs!(hitlog.repeat_window_secs);
+    differs!(hitlog.queue);
+    differs!(hitlog.json);
+    // Compared by value: the config's spans move when other lines do.
+    let retention = |c: &Config| {
+        c.hitlog
+            .category_retention_days
             .iter()
             .map(|(k, v)| (k.clone(), *v.get_ref()))
             .collect::<Vec<_>>()
     };
-    check(
-        "hitlog.category_retention_days",
-        retention(h) == retention(m),
-    );
-    check(
-        "hitlog.repeat_window_secs",
-        h.repeat_window_secs == m.repeat_window_secs,
-    );
-    check("hitlog.queue", h.queue == m.queue);
-    check("hitlog.json", h.json == m.json);
-    check(
-        "hitlog.timezone",
-        h.timezone.as_ref().map(|t| t.get_ref()) == m.timezone.as_ref().map(|t| t.get_ref()),
-    );
+    if retention(started) != retention(new) {
+        keys.push("hitlog.category_retention_days".to_string());
+    }
+    let timezone = |c: &Config| c.hitlog.timezone.as_ref().map(|t| t.get_ref().clone());
+    if timezone(started) != timezone(new) {
+        keys.push("hitlog.timezone".to_string());
+    }
     keys
 }

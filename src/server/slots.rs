@@ -157,45 +157,33 @@ impl Slots {
 
 /// The slot metrics of these listener kinds.
 pub fn render_metrics(out: &mut String, all: &[Arc<Slots>]) {
-    use std::fmt::Write;
-    out.push_str(
-        "# HELP schooldns_connections_open Stream connections open, by listener kind.\n\
-         # TYPE schooldns_connections_open gauge\n",
+    use crate::metrics::family;
+    family(
+        out,
+        "schooldns_connections_open",
+        "gauge",
+        "Stream connections open, by listener kind.",
+        "listener",
+        all.iter().map(|s| (s.name, s.open() as u64)),
     );
-    for slots in all {
-        let _ = writeln!(
-            out,
-            "schooldns_connections_open{{listener=\"{}\"}} {}",
-            slots.name,
-            slots.open()
-        );
-    }
-    out.push_str(
-        "# HELP schooldns_connections_refused_per_address_total Connections closed at once: \
-         their address held its share of slots.\n\
-         # TYPE schooldns_connections_refused_per_address_total counter\n",
+    family(
+        out,
+        "schooldns_connections_refused_per_address_total",
+        "counter",
+        "Connections closed at once: their address held its share of slots.",
+        "listener",
+        all.iter()
+            .map(|s| (s.name, s.refused_per_address.load(Ordering::Relaxed))),
     );
-    for slots in all {
-        let _ = writeln!(
-            out,
-            "schooldns_connections_refused_per_address_total{{listener=\"{}\"}} {}",
-            slots.name,
-            slots.refused_per_address.load(Ordering::Relaxed)
-        );
-    }
-    out.push_str(
-        "# HELP schooldns_connections_evicted_total Connections closed to make room for a \
-         newcomer (the one longest without progress).\n\
-         # TYPE schooldns_connections_evicted_total counter\n",
+    family(
+        out,
+        "schooldns_connections_evicted_total",
+        "counter",
+        "Connections closed to make room for a newcomer (the one longest without progress).",
+        "listener",
+        all.iter()
+            .map(|s| (s.name, s.evicted.load(Ordering::Relaxed))),
     );
-    for slots in all {
-        let _ = writeln!(
-            out,
-            "schooldns_connections_evicted_total{{listener=\"{}\"}} {}",
-            slots.name,
-            slots.evicted.load(Ordering::Relaxed)
-        );
-    }
 }
 
 fn release_address(table: &mut Table, key: AddressKey) {
@@ -271,6 +259,37 @@ impl Progress {
         self.connection
             .last_progress
             .store(self.slots.now_ms(), Ordering::Relaxed);
+    }
+}
+
+/// How long an HTTP connection told to close (idle, evicted, shutdown) may take to finish.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Drives a hyper connection in `slot` until it ends. On shutdown, after `idle` without
+/// progress, or when its slot is taken for a newcomer, it is told to close (`graceful`: GOAWAY,
+/// or no more keep-alive); a client that ignores that, or holds a stream open, is cut off after
+/// [`CLOSE_GRACE`].
+pub async fn drive_http<C: Future>(
+    mut connection: Pin<&mut C>,
+    graceful: impl Fn(Pin<&mut C>),
+    slot: &Slot,
+    idle: Duration,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = shutdown.wait_for(|&s| s), if !closing => {
+                closing = true;
+                graceful(connection.as_mut());
+            }
+            _ = slot.closing(idle), if !closing => {
+                closing = true;
+                graceful(connection.as_mut());
+            }
+            _ = tokio::time::sleep(CLOSE_GRACE), if closing => return,
+        }
     }
 }
 

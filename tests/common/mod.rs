@@ -362,6 +362,11 @@ impl RealServer {
         )
     }
 
+    /// Like [`RealServer::start`], with keys in any section.
+    pub fn with(keys: Keys<'_>) -> RealServer {
+        RealServer::start_keys(keys, |_| {})
+    }
+
     /// Like [`RealServer::start`], with keys in any section and `prepare` writing files first.
     pub fn start_keys(keys: Keys<'_>, prepare: impl FnOnce(&District)) -> RealServer {
         let district = District::new();

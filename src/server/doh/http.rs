@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use super::answer::{self, MAX_MESSAGE};
 use crate::server::encrypted::Encrypted;
-use crate::server::slots::{DeadlineIo, Progress, Slot};
+use crate::server::slots::{DeadlineIo, Progress, Slot, drive_http};
 use crate::server::web::{self, Reply};
 
 /// HTTP/2 streams one connection may have open at once (RFC 9113 §6.5.2 suggests ≥ 100).
@@ -50,8 +50,6 @@ pub const MAX_FRAME_SIZE: u32 = 16 * 1024;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// See [`HEADER_READ_TIMEOUT`].
 pub const MAX_HTTP1_BUF: usize = 64 * 1024;
-/// How long a connection told to close (idle, evicted, shutdown) may take to finish.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// The hyper connection builder with every limit set.
 fn builder() -> auto::Builder<TokioExecutor> {
@@ -101,22 +99,14 @@ pub async fn connection<S>(
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let idle = Duration::from_secs(shared.idle_secs());
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            _ = connection.as_mut() => return,
-            _ = shutdown.wait_for(|&s| s), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            _ = slot.closing(idle), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            // A client that ignores the graceful close (or holds a stream open) is cut off.
-            _ = tokio::time::sleep(CLOSE_GRACE), if closing => return,
-        }
-    }
+    drive_http(
+        connection,
+        |c| c.graceful_shutdown(),
+        &slot,
+        idle,
+        &mut shutdown,
+    )
+    .await;
 }
 
 /// Answers one request: reads the body (bounded), then asks the shared DoH logic.
