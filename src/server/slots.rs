@@ -263,7 +263,7 @@ impl Progress {
 }
 
 /// How long an HTTP connection told to close (idle, evicted, shutdown) may take to finish.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Drives a hyper connection in `slot` until it ends. On shutdown, after `idle` without
 /// progress, or when its slot is taken for a newcomer, it is told to close (`graceful`: GOAWAY,
