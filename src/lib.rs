@@ -8,8 +8,9 @@
 //! - [`policy`]: config + lists compiled into one immutable [`policy::Policy`] that decides, for
 //!   a client address and a name, allow / block / rewrite / refuse, and says why.
 //! - [`resolve`]: the answer cache and the upstream forwarder.
-//! - [`server`]: UDP, TCP, DoT and DoH front ends and the request handler that joins policy
-//!   and resolver.
+//! - [`query`]: the one query pipeline every transport feeds: parse once, decide once, one
+//!   cache lookup, one writer of answer bytes, one exit that counts and records hits.
+//! - [`server`]: UDP, TCP, DoT and DoH front ends: sockets, connections and their limits.
 //! - [`devices`]: home devices and families: the devices file, tokens, `devices add/revoke`
 //!   edits and the parents' setup pages.
 //! - [`subscriptions`]: downloading category `urls` into a cache folder, beside the query path.
@@ -27,17 +28,18 @@
 //! an address and return a decision, so they are tested and benchmarked on their own.
 //!
 //! # One query's path
-//! 1. A front end receives a query; hickory drops short packets and responses.
-//! 2. The handler loads the policy snapshot once (`SharedPolicy::load`).
+//! 1. A front end receives a query; [`query::request`] reads it once (responses are ignored).
+//! 2. The pipeline loads the policy snapshot once (`SharedPolicy::load`).
 //! 3. The source address selects school and profile (longest prefix), or, for DoT and DoH, the
 //!    device token does; otherwise the query is refused.
 //! 4. The qname becomes a [`name::QueryName`] once.
 //! 5. [`policy::Policy::decide`] answers: allow-list, then blocked categories, then bypass
 //!    protection, then safe search, then allow. Pure, lock-free, allocation-free.
 //! 6. Blocks are answered from the profile's block answer and recorded in the hit log.
-//! 7. Allowed names go to the cache, then upstream; rewrites resolve their target.
-//! 8. The response echoes id, question and flags.
-//! 9. Counters are updated on every exit path.
+//! 7. Allowed names go to the cache (one lookup: fresh, stale or miss), then upstream;
+//!    rewrites resolve their target.
+//! 8. [`query::answer`] writes the response, echoing id, question and flags.
+//! 9. One exit counts every query and hands blocks to the hit log.
 //! 10. Reloads, log writes and list downloads happen beside the path, never on it.
 
 pub mod access;
@@ -52,6 +54,7 @@ pub mod metrics;
 pub mod name;
 pub mod policy;
 pub mod priority;
+pub mod query;
 pub mod reload;
 pub mod resolve;
 pub mod server;

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::op::ResponseCode;
 
-use crate::server::handler::Protocol;
+use crate::query::Protocol;
 
 /// The decision a query ended with, for counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

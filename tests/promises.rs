@@ -196,3 +196,41 @@ async fn stale_answers_end_after_stale_max() {
     }
     s.stop().await;
 }
+
+/// One query reads the cache once: an uncached name counts one miss and one upstream question,
+/// the same name asked again counts one hit and asks nothing; over TCP as over UDP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_query_is_one_cache_lookup() {
+    let s = TestServer::start().await;
+    let admin = s.admin.unwrap();
+    let counters = || async move {
+        let (_, _, body) = crate::common::http(admin, "GET", "/metrics", &[]).await;
+        let value = |name: &str| -> u64 {
+            body.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+                .unwrap_or(u64::MAX)
+        };
+        (
+            value("schooldns_cache_hits_total"),
+            value("schooldns_cache_misses_total"),
+        )
+    };
+    let (hits, misses) = counters().await;
+    let asked = s.upstream.questions.load(Ordering::SeqCst);
+    let query = query_message("once.example.", RecordType::A, true);
+    let answer = udp_query(s.udp, SCHOOL, &query).await;
+    assert_eq!(answer.response_code(), ResponseCode::NoError);
+    assert_eq!(
+        counters().await,
+        (hits, misses + 1),
+        "one miss for one uncached query"
+    );
+    assert_eq!(s.upstream.questions.load(Ordering::SeqCst), asked + 1);
+    let again = udp_query(s.udp, SCHOOL, &query).await;
+    assert_eq!(again.answers(), answer.answers());
+    let over_tcp = crate::common::dns::tcp_query(s.tcp, &query).await;
+    assert_eq!(over_tcp.answers().len(), answer.answers().len());
+    assert_eq!(counters().await, (hits + 2, misses + 1), "then hits only");
+    assert_eq!(s.upstream.questions.load(Ordering::SeqCst), asked + 1);
+    s.stop().await;
+}

@@ -1,4 +1,4 @@
-//! Any bytes as a DNS query, over every transport, through the real handler (fast path, full
+//! Any bytes as a DNS query, over every transport, through the real pipeline (fast path, full
 //! parse, policy, cache, refusal budgets) of a small district: it must answer or drop, never
 //! panic, and every answer must decode and be no larger than the transport allows.
 #![no_main]
@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use schooldns::server::handler::{Handled, Handler, Origin, Protocol};
+use schooldns::query::{Handled, Pipeline, Origin, Protocol};
 
 const CONFIG: &str = r#"
 [server]
@@ -28,9 +28,9 @@ profile = "primary"
 subnets = { "10.9.0.0/16" = "other" }
 "#;
 
-fn handler() -> &'static Handler {
-    static HANDLER: OnceLock<Handler> = OnceLock::new();
-    HANDLER.get_or_init(|| {
+fn pipeline() -> &'static Pipeline {
+    static PIPELINE: OnceLock<Pipeline> = OnceLock::new();
+    PIPELINE.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("schooldns-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("fuzz-adult.txt"), "porn.example\n*.bad.example\n").unwrap();
@@ -44,7 +44,7 @@ fn handler() -> &'static Handler {
             std::time::Duration::from_millis(10),
             std::time::Duration::from_secs(1),
         );
-        Handler::new(
+        Pipeline::new(
             Arc::new(schooldns::policy::SharedPolicy::from_pointee(policy)),
             Arc::new(schooldns::resolve::Resolver::new(
                 upstreams,
@@ -53,7 +53,7 @@ fn handler() -> &'static Handler {
             )),
             Arc::new(schooldns::metrics::Metrics::default()),
             schooldns::hitlog::HitSender::disabled(),
-            Arc::new(schooldns::server::refusals::RefusalLimit::new(1_000_000)),
+            Arc::new(schooldns::query::refusals::RefusalLimit::new(1_000_000)),
         )
     })
 }
@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
         protocol,
         token,
     };
-    if let Handled::Done(Some(answer)) = handler().handle_now_from(packet, origin) {
+    if let Handled::Done(Some(answer)) = pipeline().handle_now_from(packet, origin) {
         assert!(answer.len() >= 12, "an answer shorter than a header");
         if protocol == Protocol::Udp {
             assert!(answer.len() <= 1232.max(512), "UDP answer of {} bytes", answer.len());

@@ -38,7 +38,7 @@ pub struct AdminState {
     /// Query counters.
     pub metrics: Arc<Metrics>,
     /// Refusals to networks outside every school, answered and dropped.
-    pub refusals: Arc<crate::server::refusals::RefusalLimit>,
+    pub refusals: Arc<crate::query::refusals::RefusalLimit>,
     /// Connection slots of every stream listener (TCP, TLS, admin).
     pub slots: Vec<Arc<crate::server::slots::Slots>>,
     /// Cache and upstreams.

@@ -1,5 +1,6 @@
-//! The answer cache: positive and negative answers (RFC 2308), TTLs counted down, a bound on the
-//! number of entries, and serve-stale (RFC 8767).
+//! The answer cache: positive and negative answers (RFC 2308) kept as encoded [`Sections`], one
+//! lookup per query (fresh with its age, stale, or miss), a bound on the number of entries, and
+//! serve-stale (RFC 8767).
 //!
 //! Sixteen shards, each a std mutex around a map and an insertion-order queue: a lookup holds one
 //! shard for a hash probe and a clone, never across an await, so queries on other shards never
@@ -7,23 +8,21 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use super::{Answer, AnswerSource};
+use crate::query::answer::Sections;
 
-/// TTL of an answer served stale (RFC 8767 §4 recommends 30 s).
-pub const STALE_TTL: u32 = 30;
 /// Longest time anything is cached, whatever the upstream says (one day).
 pub const MAX_TTL: u32 = 86_400;
 const SHARDS: usize = 16;
 
-/// A question: the lower-cased name in wire form followed by the type, so that the UDP fast
-/// path can look a question up straight from the packet's bytes.
+/// A question: the lower-cased name in wire form followed by the type, so that a question is
+/// looked up straight from the packet's bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey(Vec<u8>);
 
@@ -35,6 +34,26 @@ impl CacheKey {
         key.extend_from_slice(&u16::from(qtype).to_be_bytes());
         CacheKey(key)
     }
+
+    /// A key from its bytes (lower-case wire name, then the type), as a query's parse made them.
+    pub fn from_bytes(bytes: &[u8]) -> CacheKey {
+        CacheKey(bytes.to_vec())
+    }
+
+    /// The key's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The question back: its name and type.
+    pub fn question(&self) -> Option<(Name, RecordType)> {
+        let (name, qtype) = self.0.split_at(self.0.len().checked_sub(2)?);
+        let name = crate::query::answer::name_from_wire(name)?;
+        Some((
+            name,
+            RecordType::from(u16::from_be_bytes([qtype[0], qtype[1]])),
+        ))
+    }
 }
 
 impl std::borrow::Borrow<[u8]> for CacheKey {
@@ -43,29 +62,8 @@ impl std::borrow::Borrow<[u8]> for CacheKey {
     }
 }
 
-/// An answer's sections encoded once, as they follow a question of the same name: a response
-/// is the client's header and question with these bytes appended and their TTLs counted down.
-#[derive(Debug, Clone)]
-pub struct WireAnswer {
-    /// Response code.
-    pub rcode: ResponseCode,
-    /// Answer records.
-    pub ancount: u16,
-    /// Authority records.
-    pub nscount: u16,
-    /// Answer and authority sections; compression pointers assume the question at offset 12.
-    pub sections: Vec<u8>,
-    /// Offset in `sections` of every record's TTL, with the TTL as received (capped).
-    pub ttls: Vec<(u16, u32)>,
-}
-
 struct Entry {
-    rcode: ResponseCode,
-    answers: Vec<Record>,
-    authority: Vec<Record>,
-    /// Wire form for the fast path; `None` when the answer has a CNAME (the chain must be
-    /// inspected against each client's profile) or could not be encoded.
-    wire: Option<std::sync::Arc<WireAnswer>>,
+    sections: Arc<Sections>,
     stored: Instant,
     ttl: u32,
 }
@@ -78,10 +76,10 @@ struct Shard {
 
 /// What a lookup found.
 pub enum Lookup {
-    /// An unexpired answer.
-    Fresh(Answer),
-    /// An expired answer still within `stale_max`.
-    Stale(Answer),
+    /// An unexpired answer, and its age in seconds (what every TTL is counted down by).
+    Fresh(Arc<Sections>, u32),
+    /// An expired answer still within `stale_max`, served only when every upstream fails.
+    Stale(Arc<Sections>),
     /// Nothing usable.
     Miss,
 }
@@ -91,7 +89,7 @@ pub struct Cache {
     shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
     /// Limits a reload may change (`[cache] max_entries`, `stale_max` in seconds).
-    max_per_shard: std::sync::atomic::AtomicUsize,
+    max_per_shard: AtomicUsize,
     stale_max_secs: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -111,7 +109,7 @@ impl Cache {
         Cache {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
-            max_per_shard: std::sync::atomic::AtomicUsize::new(max_entries.div_ceil(SHARDS).max(1)),
+            max_per_shard: AtomicUsize::new(max_entries.div_ceil(SHARDS).max(1)),
             stale_max_secs: AtomicU64::new(stale_max.as_secs()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -122,54 +120,43 @@ impl Cache {
         &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
 
-    /// The fast path's lookup: a fresh answer's wire form and its age in seconds, by the key
-    /// bytes (lower-case wire name + type) taken from a packet.
-    pub fn get_wire(&self, key: &[u8]) -> Option<(std::sync::Arc<WireAnswer>, u32)> {
-        let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
-        let entry = shard.map.get(key)?;
-        let wire = entry.wire.as_ref()?;
-        let age = u32::try_from(entry.stored.elapsed().as_secs()).unwrap_or(u32::MAX);
-        if age >= entry.ttl {
-            return None;
-        }
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        Some((std::sync::Arc::clone(wire), age))
+    /// The one lookup of a query: fresh, stale or miss, by the key bytes (lower-case wire name
+    /// + type) taken from the packet; counted as one hit or one miss.
+    pub fn lookup(&self, key: &[u8]) -> Lookup {
+        let found = self.peek(key);
+        let counter = match found {
+            Lookup::Fresh(..) => &self.hits,
+            _ => &self.misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
-    /// Looks a question up, counting TTLs down.
-    pub fn get(&self, key: &CacheKey) -> Lookup {
-        let shard = self.shard(&key.0).lock().unwrap_or_else(|e| e.into_inner());
+    /// A lookup that counts nothing: the resolver's second look after an upstream failed, or
+    /// after it became the one asking.
+    pub fn peek(&self, key: &[u8]) -> Lookup {
+        let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = shard.map.get(key) else {
-            self.misses.fetch_add(1, Ordering::Relaxed);
             return Lookup::Miss;
         };
         let age = entry.stored.elapsed();
         let age_secs = u32::try_from(age.as_secs()).unwrap_or(u32::MAX);
         if age_secs < entry.ttl {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return Lookup::Fresh(entry.answer(age_secs, None, AnswerSource::Cache));
+            return Lookup::Fresh(Arc::clone(&entry.sections), age_secs);
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
         let stale_max = Duration::from_secs(self.stale_max_secs.load(Ordering::Relaxed));
         if age < Duration::from_secs(u64::from(entry.ttl)) + stale_max {
-            Lookup::Stale(entry.answer(age_secs, Some(STALE_TTL), AnswerSource::Stale))
+            Lookup::Stale(Arc::clone(&entry.sections))
         } else {
             Lookup::Miss
         }
     }
 
-    /// Stores an upstream answer if it may be cached (NOERROR or NXDOMAIN with a TTL).
-    pub fn insert(&self, key: CacheKey, answer: &Answer) {
-        let Some(ttl) = cache_ttl(answer) else {
-            return;
-        };
-        let wire = wire_answer(&key, answer, ttl).map(std::sync::Arc::new);
+    /// Stores an upstream answer for `ttl` seconds (see [`cache_ttl`]).
+    pub fn insert(&self, key: CacheKey, sections: Arc<Sections>, ttl: u32) {
         let mut shard = self.shard(&key.0).lock().unwrap_or_else(|e| e.into_inner());
         let entry = Entry {
-            rcode: answer.rcode,
-            answers: answer.answers.clone(),
-            authority: answer.authority.clone(),
-            wire,
+            sections,
             stored: Instant::now(),
             ttl,
         };
@@ -208,101 +195,18 @@ impl Cache {
     }
 }
 
-impl Entry {
-    fn answer(&self, age: u32, fixed_ttl: Option<u32>, source: AnswerSource) -> Answer {
-        let adjust = |records: &[Record]| {
-            records
-                .iter()
-                .map(|r| {
-                    let mut r = r.clone();
-                    let ttl =
-                        fixed_ttl.unwrap_or_else(|| r.ttl().min(self.ttl).saturating_sub(age));
-                    r.set_ttl(ttl);
-                    r
-                })
-                .collect()
-        };
-        Answer {
-            rcode: self.rcode,
-            answers: adjust(&self.answers),
-            authority: adjust(&self.authority),
-            source,
-        }
-    }
-}
-
-/// Encodes an answer's sections as they follow the question `key`, and finds each TTL
-/// (capped at the entry's `ttl`).
-fn wire_answer(key: &CacheKey, answer: &Answer, ttl: u32) -> Option<WireAnswer> {
-    use hickory_proto::op::{Message, Query};
-    if answer
-        .answers
-        .iter()
-        .any(|r| r.record_type() == RecordType::CNAME)
-    {
-        return None;
-    }
-    let name_len = key.0.len() - 2;
-    let name = {
-        use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
-        Name::read(&mut BinDecoder::new(&key.0[..name_len])).ok()?
-    };
-    let qtype = RecordType::from(u16::from_be_bytes([key.0[name_len], key.0[name_len + 1]]));
-    let mut message = Message::new();
-    message.add_query(Query::query(name, qtype));
-    message.add_answers(answer.answers.iter().cloned());
-    message.add_name_servers(answer.authority.iter().cloned());
-    let bytes = crate::server::response::to_wire(&message)?;
-    let start = 12 + name_len + 4;
-    let sections = bytes.get(start..)?.to_vec();
-    // Walk the records: name (labels or a pointer), type, class, TTL, length, data.
-    let count = answer.answers.len() + answer.authority.len();
-    let mut ttls = Vec::with_capacity(count);
-    let mut at = 0usize;
-    for _ in 0..count {
-        loop {
-            let len = *sections.get(at)? as usize;
-            if len == 0 {
-                at += 1;
-                break;
-            }
-            if len & 0xc0 == 0xc0 {
-                at += 2;
-                break;
-            }
-            at += 1 + len;
-        }
-        let ttl_at = at + 4;
-        let record_ttl = u32::from_be_bytes(sections.get(ttl_at..ttl_at + 4)?.try_into().ok()?);
-        // As the general path does: no record outlives the entry (RFC 2308 caps an SOA's TTL
-        // at its MINIMUM for negative answers).
-        ttls.push((u16::try_from(ttl_at).ok()?, record_ttl.min(ttl)));
-        let rdlen = u16::from_be_bytes(sections.get(ttl_at + 4..ttl_at + 6)?.try_into().ok()?);
-        at = ttl_at + 6 + rdlen as usize;
-    }
-    (at == sections.len()).then_some(WireAnswer {
-        rcode: answer.rcode,
-        ancount: u16::try_from(answer.answers.len()).ok()?,
-        nscount: u16::try_from(answer.authority.len()).ok()?,
-        sections,
-        ttls,
-    })
-}
-
 /// How long an answer may be cached: the smallest answer TTL for positive answers; for negative
 /// ones (NXDOMAIN, NODATA) the SOA's TTL capped by its MINIMUM (RFC 2308 §5), and not at all
 /// without an SOA. Errors (SERVFAIL, REFUSED) are never cached.
-fn cache_ttl(answer: &Answer) -> Option<u32> {
+pub fn cache_ttl(rcode: ResponseCode, answers: &[Record], authority: &[Record]) -> Option<u32> {
     let soa_ttl = || {
-        answer.authority.iter().find_map(|r| match r.data() {
+        authority.iter().find_map(|r| match r.data() {
             RData::SOA(soa) => Some(r.ttl().min(soa.minimum())),
             _ => None,
         })
     };
-    let ttl = match answer.rcode {
-        ResponseCode::NoError if !answer.answers.is_empty() => {
-            answer.answers.iter().map(Record::ttl).min()
-        }
+    let ttl = match rcode {
+        ResponseCode::NoError if !answers.is_empty() => answers.iter().map(Record::ttl).min(),
         ResponseCode::NoError | ResponseCode::NXDomain => soa_ttl(),
         _ => None,
     }?;
@@ -323,13 +227,20 @@ mod tests {
         )
     }
 
-    fn answer(rcode: ResponseCode, answers: Vec<Record>, authority: Vec<Record>) -> Answer {
-        Answer {
-            rcode,
-            answers,
-            authority,
-            source: AnswerSource::Upstream,
-        }
+    fn sections(name: &str, answers: &[Record]) -> Arc<Sections> {
+        let name = Name::from_str(name).unwrap();
+        Arc::new(
+            Sections::encode(
+                &name,
+                RecordType::A,
+                ResponseCode::NoError,
+                answers,
+                &[],
+                300,
+                None,
+            )
+            .unwrap(),
+        )
     }
 
     #[test]
@@ -339,30 +250,19 @@ mod tests {
             600,
             RData::SOA(SOA::new(Name::root(), Name::root(), 1, 2, 3, 4, 60)),
         );
+        let soa = std::slice::from_ref(&soa);
         assert_eq!(
-            cache_ttl(&answer(
+            cache_ttl(
                 ResponseCode::NoError,
-                vec![a("x.example.", 300), a("x.example.", 100)],
-                vec![]
-            )),
+                &[a("x.example.", 300), a("x.example.", 100)],
+                &[]
+            ),
             Some(100)
         );
-        assert_eq!(
-            cache_ttl(&answer(ResponseCode::NXDomain, vec![], vec![soa.clone()])),
-            Some(60)
-        );
-        assert_eq!(
-            cache_ttl(&answer(ResponseCode::NoError, vec![], vec![soa])),
-            Some(60)
-        );
-        assert_eq!(
-            cache_ttl(&answer(ResponseCode::NXDomain, vec![], vec![])),
-            None
-        );
-        assert_eq!(
-            cache_ttl(&answer(ResponseCode::ServFail, vec![], vec![])),
-            None
-        );
+        assert_eq!(cache_ttl(ResponseCode::NXDomain, &[], soa), Some(60));
+        assert_eq!(cache_ttl(ResponseCode::NoError, &[], soa), Some(60));
+        assert_eq!(cache_ttl(ResponseCode::NXDomain, &[], &[]), None);
+        assert_eq!(cache_ttl(ResponseCode::ServFail, &[], &[]), None);
     }
 
     #[test]
@@ -379,11 +279,28 @@ mod tests {
         for k in &keys {
             cache.insert(
                 k.clone(),
-                &answer(ResponseCode::NoError, vec![a("n.example.", 300)], vec![]),
+                sections("n.example.", &[a("n.example.", 300)]),
+                300,
             );
         }
         assert!(cache.len() <= SHARDS);
-        assert!(matches!(cache.get(&keys[199]), Lookup::Fresh(_)));
+        assert!(matches!(cache.lookup(&keys[199].0), Lookup::Fresh(..)));
+    }
+
+    #[test]
+    fn one_lookup_counts_once() {
+        let cache = Cache::new(100, Duration::from_secs(60));
+        let key = CacheKey::new(&Name::from_str("x.example.").unwrap(), RecordType::A);
+        assert!(matches!(cache.lookup(&key.0), Lookup::Miss));
+        assert!(matches!(cache.peek(&key.0), Lookup::Miss));
+        assert_eq!(cache.counters(), (0, 1));
+        cache.insert(
+            key.clone(),
+            sections("x.example.", &[a("x.example.", 300)]),
+            300,
+        );
+        assert!(matches!(cache.lookup(&key.0), Lookup::Fresh(_, 0)));
+        assert_eq!(cache.counters(), (1, 1));
     }
 
     #[test]
@@ -393,12 +310,13 @@ mod tests {
         let lower = CacheKey::new(&Name::from_str("www.example.com.").unwrap(), RecordType::A);
         cache.insert(
             upper,
-            &answer(
-                ResponseCode::NoError,
-                vec![a("www.example.com.", 300)],
-                vec![],
-            ),
+            sections("www.example.com.", &[a("www.example.com.", 300)]),
+            300,
         );
-        assert!(matches!(cache.get(&lower), Lookup::Fresh(_)));
+        assert!(matches!(cache.lookup(&lower.0), Lookup::Fresh(..)));
+        assert_eq!(
+            lower.question().unwrap(),
+            (Name::from_str("www.example.com.").unwrap(), RecordType::A)
+        );
     }
 }

@@ -12,23 +12,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, Record, RecordType};
 use tokio::sync::watch;
 
-use cache::{Cache, CacheKey, Lookup};
+use crate::query::answer::{Sections, upstream_ede};
+use cache::{Cache, CacheKey, Lookup, cache_ttl};
 use upstream::{UpstreamError, Upstreams};
 
-/// An answer to hand to a client: records with TTLs already counted down.
+/// An answer to hand to a client: encoded sections and how to count their TTLs down.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    /// NOERROR, NXDOMAIN, …
-    pub rcode: ResponseCode,
-    /// Answer section.
-    pub answers: Vec<Record>,
-    /// Authority section (the SOA of a negative answer).
-    pub authority: Vec<Record>,
-    /// Where it came from, for metrics and tests.
+    /// The records, encoded once.
+    pub sections: Arc<Sections>,
+    /// Seconds the answer has been cached (every TTL is counted down by it).
+    pub age: u32,
+    /// Where it came from: a stale answer carries `STALE_TTL` on every record.
     pub source: AnswerSource,
 }
 
@@ -49,6 +46,9 @@ pub enum ResolveError {
     /// Every upstream failed or timed out, and nothing stale was left.
     #[error("no upstream answered: {0}")]
     Upstream(#[from] UpstreamError),
+    /// The upstream's answer could not be encoded again (never seen; counted as a failure).
+    #[error("the upstream answer could not be encoded")]
+    Encode,
 }
 
 type Flight = watch::Receiver<Option<Result<Answer, ResolveError>>>;
@@ -74,7 +74,7 @@ impl Resolver {
         }
     }
 
-    /// The cache, for metrics and tests.
+    /// The cache: the pipeline's one lookup per query, metrics, tests.
     pub fn cache(&self) -> &Cache {
         &self.cache
     }
@@ -89,24 +89,9 @@ impl Resolver {
         self.upstreams.store(Arc::new(upstreams));
     }
 
-    /// A fresh cached answer, without waiting on anything.
-    pub fn cached(&self, name: &Name, qtype: RecordType) -> Option<Answer> {
-        match self.cache.get(&CacheKey::new(name, qtype)) {
-            Lookup::Fresh(answer) => Some(answer),
-            _ => None,
-        }
-    }
-
-    /// Resolves a question (the name is matched case-insensitively).
-    pub async fn resolve(
-        self: &Arc<Self>,
-        name: &Name,
-        qtype: RecordType,
-    ) -> Result<Answer, ResolveError> {
-        let key = CacheKey::new(name, qtype);
-        if let Lookup::Fresh(answer) = self.cache.get(&key) {
-            return Ok(answer);
-        }
+    /// Resolves a question the pipeline's lookup missed (or found only stale) by asking the
+    /// upstreams, once for all concurrent askers of the same question.
+    pub async fn resolve(self: &Arc<Self>, key: CacheKey) -> Result<Answer, ResolveError> {
         let (leader, mut flight) = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             match in_flight.get(&key) {
@@ -126,11 +111,19 @@ impl Resolver {
                 }
                 if flight.changed().await.is_err() {
                     // The leader was cancelled; ask on our own.
-                    return self.ask_upstream(&key, name, qtype).await;
+                    return self.ask_upstream(&key).await;
                 }
             }
         };
-        let result = self.ask_upstream(&key, name, qtype).await;
+        // A leader that finished between the pipeline's lookup and our becoming one.
+        let result = match self.cache.peek(key.as_bytes()) {
+            Lookup::Fresh(sections, age) => Ok(Answer {
+                sections,
+                age,
+                source: AnswerSource::Cache,
+            }),
+            _ => self.ask_upstream(&key).await,
+        };
         self.in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -139,27 +132,50 @@ impl Resolver {
         result
     }
 
-    async fn ask_upstream(
-        &self,
-        key: &CacheKey,
-        name: &Name,
-        qtype: RecordType,
-    ) -> Result<Answer, ResolveError> {
+    async fn ask_upstream(&self, key: &CacheKey) -> Result<Answer, ResolveError> {
+        let Some((name, qtype)) = key.question() else {
+            return Err(ResolveError::Encode);
+        };
         let upstreams = self.upstreams.load_full();
-        match upstreams.query(name, qtype).await {
+        match upstreams.query(&name, qtype).await {
             Ok(response) => {
-                let answer = Answer {
-                    rcode: response.response_code(),
-                    answers: response.answers().to_vec(),
-                    authority: response.name_servers().to_vec(),
+                let (rcode, answers, authority) = (
+                    response.response_code(),
+                    response.answers(),
+                    response.name_servers(),
+                );
+                let ttl = cache_ttl(rcode, answers, authority);
+                let sections = Sections::encode(
+                    &name,
+                    qtype,
+                    rcode,
+                    answers,
+                    authority,
+                    ttl.unwrap_or(u32::MAX),
+                    upstream_ede(&response),
+                )
+                .ok_or(ResolveError::Encode)?;
+                let sections = Arc::new(sections);
+                if let Some(ttl) = ttl {
+                    self.cache.insert(key.clone(), Arc::clone(&sections), ttl);
+                }
+                Ok(Answer {
+                    sections,
+                    age: 0,
                     source: AnswerSource::Upstream,
-                };
-                self.cache.insert(key.clone(), &answer);
-                Ok(answer)
+                })
             }
-            Err(err) => match self.cache.get(key) {
-                Lookup::Fresh(answer) => Ok(answer),
-                Lookup::Stale(answer) => Ok(answer),
+            Err(err) => match self.cache.peek(key.as_bytes()) {
+                Lookup::Fresh(sections, age) => Ok(Answer {
+                    sections,
+                    age,
+                    source: AnswerSource::Cache,
+                }),
+                Lookup::Stale(sections) => Ok(Answer {
+                    sections,
+                    age: 0,
+                    source: AnswerSource::Stale,
+                }),
                 Lookup::Miss => Err(err.into()),
             },
         }

@@ -11,10 +11,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::encrypted::Encrypted;
-use super::handler::Protocol;
 use super::slots::Slot;
 use super::stream::{self, Peer, Timeouts};
 use super::tls::token_from_server_name;
+use crate::query::Protocol;
 
 /// Accepts DoT connections until `shutdown`.
 pub async fn serve(
@@ -45,8 +45,8 @@ async fn connection(
         idle: Duration::from_secs(shared.idle_secs()),
         write: shared.write_timeout(),
     };
-    let handler = Arc::clone(&shared.handler);
-    let _ = stream::serve(tls, peer, handler, &slot, timeouts, shutdown).await;
+    let pipeline = Arc::clone(&shared.pipeline);
+    let _ = stream::serve(tls, peer, pipeline, &slot, timeouts, shutdown).await;
 }
 #[cfg(test)]
 mod tests {

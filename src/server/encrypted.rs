@@ -1,4 +1,4 @@
-//! What the DoT and DoH front ends share: the handler, the connection slots (`slots.rs`), the
+//! What the DoT and DoH front ends share: the pipeline, the connection slots (`slots.rs`), the
 //! idle, write and handshake timeouts, the public hostname (which tokens are prefixed to) and
 //! the setup pages. Settings that a reload may change sit behind atomics and an `ArcSwap`.
 
@@ -13,18 +13,18 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::handler::Handler;
 use super::slots::{Slot, Slots};
 use crate::config::Config;
 use crate::devices::setup::SetupPages;
+use crate::query::Pipeline;
 
 /// Longest a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// State shared by the encrypted listeners.
 pub struct Encrypted {
-    /// The request handler every front end feeds.
-    pub handler: Arc<Handler>,
+    /// The request pipeline every front end feeds.
+    pub pipeline: Arc<Pipeline>,
     /// Setup pages (DoH serves them).
     pub setup: Arc<SetupPages>,
     hostname: ArcSwap<String>,
@@ -38,9 +38,9 @@ pub struct Encrypted {
 
 impl Encrypted {
     /// Shared state for `config`'s `[tls]` settings.
-    pub fn new(config: &Config, handler: Arc<Handler>, setup: Arc<SetupPages>) -> Encrypted {
+    pub fn new(config: &Config, pipeline: Arc<Pipeline>, setup: Arc<SetupPages>) -> Encrypted {
         Encrypted {
-            handler,
+            pipeline,
             setup,
             hostname: ArcSwap::from_pointee(hostname_of(config)),
             idle_secs: AtomicU64::new(config.tls.idle_timeout_secs),

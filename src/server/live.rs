@@ -9,11 +9,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::encrypted::Encrypted;
-use super::refusals::RefusalLimit;
 use super::tls::CertStore;
 use crate::access::Access;
 use crate::config::Config;
 use crate::devices::setup::SetupPages;
+use crate::query::refusals::RefusalLimit;
 use crate::resolve::Resolver;
 use crate::resolve::upstream::Upstreams;
 use crate::subscriptions::Refresher;

@@ -13,11 +13,7 @@ pub mod batch;
 pub mod doh;
 pub mod dot;
 pub mod encrypted;
-pub mod fast;
-pub mod handler;
 pub mod live;
-pub mod refusals;
-pub mod response;
 pub mod scratch;
 pub mod slots;
 pub mod stream;
@@ -45,12 +41,12 @@ use crate::devices::setup::SetupPages;
 use crate::hitlog::HitLog;
 use crate::metrics::Metrics;
 use crate::policy::{Compiler, SharedPolicy};
+use crate::query::Pipeline;
 use crate::reload::{self, ReloadStats, Reloader, Trigger};
 use crate::resolve::Resolver;
 use crate::resolve::upstream::Upstreams;
 use crate::subscriptions;
 use encrypted::Encrypted;
-use handler::Handler;
 use tls::CertStore;
 use tokio_rustls::TlsAcceptor;
 
@@ -78,7 +74,7 @@ fn bind_udp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
 pub struct Server {
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
-    handler: Arc<Handler>,
+    pipeline: Arc<Pipeline>,
     policy: Arc<SharedPolicy>,
     resolver: Arc<Resolver>,
     reload_stats: Arc<ReloadStats>,
@@ -139,10 +135,10 @@ impl Server {
         ));
         let metrics = Arc::new(Metrics::default());
         let hitlog = HitLog::start(&config.hitlog).context("starting the hit-log writer")?;
-        let refusals = Arc::new(refusals::RefusalLimit::new(
+        let refusals = Arc::new(crate::query::refusals::RefusalLimit::new(
             config.server.refused_per_second,
         ));
-        let handler = Arc::new(Handler::new(
+        let pipeline = Arc::new(Pipeline::new(
             Arc::clone(&policy),
             Arc::clone(&resolver),
             Arc::clone(&metrics),
@@ -202,7 +198,7 @@ impl Server {
             let doh_acceptor = TlsAcceptor::from(tls::server_config(&certs, &[b"h2", b"http/1.1"]));
             let shared = Arc::new(Encrypted::new(
                 config,
-                Arc::clone(&handler),
+                Arc::clone(&pipeline),
                 Arc::clone(&setup),
             ));
             (Some((shared, dot_acceptor, doh_acceptor)), Some(certs))
@@ -295,7 +291,7 @@ impl Server {
             refresher_control,
             udp,
             tcp,
-            handler,
+            pipeline,
             policy,
             resolver,
             reload_stats,
@@ -385,7 +381,7 @@ impl Server {
         for socket in self.udp {
             tasks.spawn(udp::serve(
                 socket,
-                Arc::clone(&self.handler),
+                Arc::clone(&self.pipeline),
                 Arc::clone(&in_flight),
                 shutdown.clone(),
             ));
@@ -393,7 +389,7 @@ impl Server {
         for listener in self.tcp {
             tasks.spawn(tcp::serve(
                 listener,
-                Arc::clone(&self.handler),
+                Arc::clone(&self.pipeline),
                 Arc::clone(&self.tcp_slots),
                 self.tcp_timeouts,
                 shutdown.clone(),

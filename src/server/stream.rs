@@ -15,14 +15,14 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-use super::handler::{Handled, Handler, Origin, Protocol};
 use super::scratch;
 use super::slots::Slot;
+use crate::query::{Handled, Origin, Pipeline, Protocol};
 
 /// Most queries of one connection waiting on upstreams at once; beyond it reading pauses.
 const MAX_PENDING_PER_CONNECTION: usize = 128;
 
-/// What one connection is, for the handler.
+/// What one connection is, for the pipeline.
 #[derive(Debug, Clone)]
 pub struct Peer {
     /// The client's address.
@@ -48,7 +48,7 @@ pub struct Timeouts {
 pub async fn serve<S>(
     mut stream: S,
     peer: Peer,
-    handler: Arc<Handler>,
+    pipeline: Arc<Pipeline>,
     slot: &Slot,
     timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
@@ -70,14 +70,14 @@ where
                 protocol: peer.protocol,
                 token: peer.token.as_deref(),
             };
-            match handler.handle_now_from(&message, origin) {
+            match pipeline.handle_now_from(&message, origin) {
                 Handled::Done(response) => push_framed(&mut output, response),
                 Handled::Pending(query) => {
                     pending += 1;
-                    let handler = Arc::clone(&handler);
+                    let pipeline = Arc::clone(&pipeline);
                     let done = done.get_or_insert_with(mpsc::unbounded_channel).0.clone();
                     tokio::spawn(async move {
-                        let _ = done.send(handler.finish(query).await);
+                        let _ = done.send(pipeline.finish(query).await);
                     });
                 }
             }

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::handler::{Handler, Protocol};
 use super::slots::Slots;
 use super::stream::{self, Peer, Timeouts};
+use crate::query::{Pipeline, Protocol};
 
 /// Accepts connections until `shutdown`; `slots` bounds how many are open at once, and from
 /// one address.
 pub async fn serve(
     listener: TcpListener,
-    handler: Arc<Handler>,
+    pipeline: Arc<Pipeline>,
     slots: Arc<Slots>,
     timeouts: Timeouts,
     shutdown: watch::Receiver<bool>,
@@ -35,7 +35,7 @@ pub async fn serve(
         let Some(slot) = slots.admit(src.ip()) else {
             continue;
         };
-        let handler = Arc::clone(&handler);
+        let pipeline = Arc::clone(&pipeline);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let peer = Peer {
@@ -43,7 +43,7 @@ pub async fn serve(
                 protocol: Protocol::Tcp,
                 token: None,
             };
-            let _ = stream::serve(stream, peer, handler, &slot, timeouts, shutdown).await;
+            let _ = stream::serve(stream, peer, pipeline, &slot, timeouts, shutdown).await;
         });
     }
 }

@@ -1,11 +1,11 @@
-//! The UDP front end: datagrams in, handler, datagrams out. Transport only.
+//! The UDP front end: datagrams in, pipeline, datagrams out. Transport only.
 
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, watch};
 
-use super::handler::{Handled, Handler, Pending, Protocol};
+use crate::query::{Handled, Pending, Pipeline, Protocol};
 
 /// Largest query accepted over UDP (EDNS payloads above this are not needed for questions).
 #[cfg(not(target_os = "linux"))]
@@ -17,7 +17,7 @@ const MAX_QUERY: usize = 4096;
 #[cfg(target_os = "linux")]
 pub async fn serve(
     socket: Arc<UdpSocket>,
-    handler: Arc<Handler>,
+    pipeline: Arc<Pipeline>,
     in_flight: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -45,7 +45,7 @@ pub async fn serve(
         for i in 0..received {
             let (query, src) = batch.datagram(i);
             let Some(src) = src else { continue };
-            match handler.handle_now(query, src, Protocol::Udp) {
+            match pipeline.handle_now(query, src, Protocol::Udp) {
                 Handled::Done(Some(response)) => answers.push((response, src)),
                 Handled::Done(None) => {}
                 Handled::Pending(pending) => {
@@ -54,7 +54,7 @@ pub async fn serve(
                         // stall every cached and blocked answer behind it.
                         continue;
                     };
-                    spawn_upstream(&socket, &handler, pending, src, permit);
+                    spawn_upstream(&socket, &pipeline, pending, src, permit);
                 }
             }
         }
@@ -81,7 +81,7 @@ pub async fn serve(
 #[cfg(not(target_os = "linux"))]
 pub async fn serve(
     socket: Arc<UdpSocket>,
-    handler: Arc<Handler>,
+    pipeline: Arc<Pipeline>,
     in_flight: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -100,7 +100,7 @@ pub async fn serve(
         };
         // Blocks, refusals and cache hits are answered right here; only questions that need
         // an upstream become tasks.
-        let pending = match handler.handle_now(&buf[..len], src, Protocol::Udp) {
+        let pending = match pipeline.handle_now(&buf[..len], src, Protocol::Udp) {
             Handled::Done(Some(response)) => {
                 let _ = socket.send_to(&response, src).await;
                 continue;
@@ -111,7 +111,7 @@ pub async fn serve(
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
             return;
         };
-        spawn_upstream(&socket, &handler, pending, src, permit);
+        spawn_upstream(&socket, &pipeline, pending, src, permit);
     }
 }
 
@@ -119,15 +119,15 @@ pub async fn serve(
 /// until its answer is sent.
 fn spawn_upstream(
     socket: &Arc<UdpSocket>,
-    handler: &Arc<Handler>,
+    pipeline: &Arc<Pipeline>,
     pending: Box<Pending>,
     src: std::net::SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let socket = Arc::clone(socket);
-    let handler = Arc::clone(handler);
+    let pipeline = Arc::clone(pipeline);
     tokio::spawn(async move {
-        if let Some(response) = handler.finish(pending).await {
+        if let Some(response) = pipeline.finish(pending).await {
             let _ = socket.send_to(&response, src).await;
         }
         drop(permit);

@@ -9,8 +9,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Method, StatusCode};
 
+use crate::query::{Handled, Origin, Protocol};
 use crate::server::encrypted::Encrypted;
-use crate::server::handler::{Handled, Origin, Protocol};
 use crate::server::web::{Reply, Request, Response};
 
 /// The DNS message media type.
@@ -98,12 +98,12 @@ fn dns_query(shared: &Encrypted, request: &Request, src: SocketAddr, token: Opti
         protocol: Protocol::Doh,
         token,
     };
-    match shared.handler.handle_now_from(message, origin) {
+    match shared.pipeline.handle_now_from(message, origin) {
         Handled::Done(answer) => Reply::Now(dns_response(answer, is_get)),
         Handled::Pending(pending) => {
-            let handler = Arc::clone(&shared.handler);
+            let pipeline = Arc::clone(&shared.pipeline);
             Reply::Later(Box::pin(async move {
-                dns_response(handler.finish(pending).await, is_get)
+                dns_response(pipeline.finish(pending).await, is_get)
             }))
         }
     }

@@ -1,5 +1,5 @@
 //! The DNS-over-HTTPS front end (RFC 8484), which also serves the setup pages on the hostname
-//! parents already use. Transport only: DNS messages go to the same handler as every other
+//! parents already use. Transport only: DNS messages go to the same pipeline as every other
 //! front end.
 //!
 //! Paths: `/dns-query/<token>` (and `/dns-query`, which carries no token and is refused or
