@@ -29,7 +29,8 @@
 //!
 //! # One query's path
 //! 1. A front end receives a query; [`query::request`] reads it once (responses are ignored).
-//! 2. The pipeline loads the policy snapshot once (`SharedPolicy::load`).
+//! 2. The pipeline loads the live snapshot once ([`live::Live::load`]): policy, config,
+//!    upstreams.
 //! 3. The source address selects school and profile (longest prefix), or, for DoT and DoH, the
 //!    device token does; otherwise the query is refused.
 //! 4. The qname becomes a [`name::QueryName`] once.
@@ -44,11 +45,13 @@
 
 pub mod access;
 pub mod admin;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod devices;
 pub mod hitlog;
 pub mod lists;
+pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod name;

@@ -23,7 +23,8 @@ use arc_swap::ArcSwapOption;
 use notify::{RecursiveMode, Watcher};
 
 use crate::config::{ConfigError, LoadedConfig};
-use crate::policy::{Compiler, Policy, SharedPolicy};
+use crate::live::Live;
+use crate::policy::{Compiler, Policy};
 
 /// What wakes the reload thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,39 +77,32 @@ pub struct ReloadStats {
     pub needs_restart: std::sync::Mutex<Vec<String>>,
 }
 
-/// Called with each config swapped in; returns the settings it could not apply (they need a
-/// restart).
-pub type SwapHook = Box<dyn Fn(&LoadedConfig) -> Vec<String> + Send>;
-
 /// Compiles new policies and swaps them in.
 pub struct Reloader {
     config_path: PathBuf,
     compiler: Compiler,
-    shared: Arc<SharedPolicy>,
+    live: Arc<Live>,
     max_shrink: f64,
     stats: Arc<ReloadStats>,
-    /// Told about each config that was swapped in (admin tokens follow the policy).
-    on_swap: Vec<SwapHook>,
     /// Files named by the config besides lists (devices file, TLS certificate and key).
     config_files: Vec<PathBuf>,
 }
 
 impl Reloader {
-    /// A reloader for the policy in `shared`, compiled from `config_path` by `compiler` (which
-    /// remembers the categories of the current policy).
+    /// A reloader of the live state, compiling `config_path` with `compiler` (which remembers
+    /// the categories of the current policy).
     pub fn new(
         config_path: PathBuf,
         compiler: Compiler,
-        shared: Arc<SharedPolicy>,
+        live: Arc<Live>,
         max_shrink: f64,
     ) -> Reloader {
         Reloader {
             config_path,
             compiler,
-            shared,
+            live,
             max_shrink,
             stats: Arc::new(ReloadStats::default()),
-            on_swap: Vec::new(),
             config_files: Vec::new(),
         }
     }
@@ -117,11 +111,6 @@ impl Reloader {
     /// each reloaded config's own list.
     pub fn watch_files(&mut self, files: Vec<PathBuf>) {
         self.config_files = files;
-    }
-
-    /// Calls `hook` with every config swapped in, right after its policy.
-    pub fn on_swap(&mut self, hook: SwapHook) {
-        self.on_swap.push(hook);
     }
 
     /// The counters.
@@ -167,7 +156,7 @@ impl Reloader {
         let loaded = LoadedConfig::read(&self.config_path)?;
         let policy = self.compiler.compile(&loaded)?;
         if !force {
-            let old = self.shared.load();
+            let old = self.live.policy();
             for category in policy.categories() {
                 let Some(before) = old.categories().iter().find(|c| c.name == category.name) else {
                     continue;
@@ -184,12 +173,8 @@ impl Reloader {
             }
         }
         let policy = Arc::new(policy);
-        self.shared.store(Arc::clone(&policy));
+        let needs_restart = self.live.apply(&loaded.config, Arc::clone(&policy));
         self.config_files = loaded.config.watched_files();
-        let mut needs_restart = Vec::new();
-        for hook in &self.on_swap {
-            needs_restart.extend(hook(&loaded));
-        }
         if !needs_restart.is_empty() {
             tracing::warn!(
                 settings = needs_restart.join(", "),
@@ -209,7 +194,7 @@ impl Reloader {
     fn source_files(&self) -> Vec<PathBuf> {
         let mut files = vec![self.config_path.clone()];
         files.extend(self.config_files.iter().cloned());
-        for category in self.shared.load().categories() {
+        for category in self.live.policy().categories() {
             files.extend(category.compiled.files.iter().map(|f| f.path.clone()));
         }
         files

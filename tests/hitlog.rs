@@ -104,7 +104,7 @@ async fn blocks_become_records_with_school_rule_and_policy_version() {
     assert_eq!(refused.response_code(), ResponseCode::Refused);
     flush(&s).await;
     let after = schooldns::hitlog::now_ms();
-    let version = format!("{:016x}", s.policy.load().version());
+    let version = format!("{:016x}", s.live.policy().version());
     let rows = rows(&s.district.path("hits.sqlite"));
     assert_eq!(rows.len(), 4, "{rows:#?}");
     let porn = &rows[0];

@@ -761,7 +761,7 @@ async fn subscriptions_download_refresh_and_survive_failures() {
     assert_eq!(s.reload_stats.failed.load(Ordering::SeqCst), 0);
     // A restart with the list server still down starts from the cached copy.
     let district = s.stop_keep_district().await;
-    let server = schooldns::server::Server::bind(&district.path("schooldns.toml"))
+    let server = schooldns::app::App::bind(&district.path("schooldns.toml"))
         .await
         .unwrap();
     let udp = server.udp_addrs()[0];
@@ -787,9 +787,7 @@ async fn reuseport_sockets_share_one_port() {
     let upstream = crate::common::dns::FakeUpstream::start().await;
     let path = district
         .config(&crate::common::SERVER_CONFIG.replace("@UPSTREAM", &upstream.addr.to_string()));
-    let server = schooldns::server::Server::bind_with(&path, 2)
-        .await
-        .unwrap();
+    let server = schooldns::app::App::bind_with(&path, 2).await.unwrap();
     let addrs = server.udp_addrs();
     assert_eq!(addrs.len(), 1, "{addrs:?}");
     let (stop, shutdown) = tokio::sync::watch::channel(false);

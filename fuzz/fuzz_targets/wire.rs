@@ -13,6 +13,10 @@ const CONFIG: &str = r#"
 [server]
 udp = []
 tcp = []
+refused_per_second = 1000000
+[upstream]
+servers = []
+timeout_ms = 10
 [categories.adult]
 lists = ["@LIST"]
 [profiles.primary]
@@ -39,21 +43,12 @@ fn pipeline() -> &'static Pipeline {
         std::fs::write(&path, CONFIG.replace("@LIST", list.to_str().unwrap())).unwrap();
         let loaded = schooldns::config::LoadedConfig::read(&path).unwrap();
         let policy = schooldns::policy::Compiler::default().compile(&loaded).unwrap();
-        let upstreams = schooldns::resolve::upstream::Upstreams::new(
-            &[],
-            std::time::Duration::from_millis(10),
-            std::time::Duration::from_secs(1),
-        );
         Pipeline::new(
-            Arc::new(schooldns::policy::SharedPolicy::from_pointee(policy)),
-            Arc::new(schooldns::resolve::Resolver::new(
-                upstreams,
-                1000,
-                std::time::Duration::ZERO,
-            )),
+            Arc::new(schooldns::live::Live::new(&loaded.config, policy)),
+            Arc::new(schooldns::resolve::Resolver::new()),
             Arc::new(schooldns::metrics::Metrics::default()),
             schooldns::hitlog::HitSender::disabled(),
-            Arc::new(schooldns::query::refusals::RefusalLimit::new(1_000_000)),
+            Arc::new(schooldns::query::refusals::RefusalLimit::new()),
         )
     })
 }

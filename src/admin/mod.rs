@@ -14,19 +14,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::access::Access;
 use crate::devices::setup::SetupPages;
 use crate::hitlog::HitStats;
 use crate::hitlog::export::SchoolNames;
+use crate::live::Live;
 use crate::metrics::{Metrics, escape};
-use crate::policy::SharedPolicy;
 use crate::reload::ReloadStats;
 use crate::resolve::Resolver;
 use crate::server::encrypted::Encrypted;
@@ -45,14 +43,13 @@ pub struct AdminState {
     pub resolver: Arc<Resolver>,
     /// Reload counters.
     pub reloads: Arc<ReloadStats>,
-    /// The live policy (entries per category).
-    pub policy: Arc<SharedPolicy>,
+    /// The live state: the policy (entries per category, devices, schools), the admin tokens
+    /// and the upstreams.
+    pub live: Arc<Live>,
     /// Wakes the reload thread for `POST /reload`.
     pub reload: std::sync::Mutex<std::sync::mpsc::Sender<crate::reload::Trigger>>,
     /// Hit-log counters.
     pub hits: Arc<HitStats>,
-    /// Tokens allowed to read the hit log (replaced on reload).
-    pub access: Arc<ArcSwap<Access>>,
     /// Where and how the hit log is read.
     pub reader: HitReader,
     /// `/setup/<token>` and `/apple/<token>.mobileconfig`.
@@ -84,7 +81,7 @@ impl AdminState {
              # TYPE schooldns_cache_entries gauge\nschooldns_cache_entries {}\n",
             cache.len()
         );
-        self.resolver.upstreams().render(&mut out);
+        self.live.load().upstreams.render(&mut out);
         let _ = write!(
             out,
             "# HELP schooldns_reloads_total Policy reloads swapped in.\n\
@@ -98,7 +95,7 @@ impl AdminState {
             "# HELP schooldns_category_entries Distinct names per category in the live policy.\n",
         );
         out.push_str("# TYPE schooldns_category_entries gauge\n");
-        for category in self.policy.load().categories() {
+        for category in self.live.policy().categories() {
             let _ = writeln!(
                 out,
                 "schooldns_category_entries{{category=\"{}\"}} {}",
@@ -116,7 +113,7 @@ impl AdminState {
              # TYPE schooldns_refusals_dropped_total counter\nschooldns_refusals_dropped_total {}\n",
             self.refusals.dropped.load(Ordering::Relaxed)
         );
-        let policy = self.policy.load();
+        let policy = self.live.policy();
         let devices = policy.devices();
         let _ = write!(
             out,
@@ -208,7 +205,7 @@ async fn not_found(request: axum::extract::Request) -> Response {
 
 /// `ok`, or `503 degraded` while every upstream is failing (cached answers still flow).
 async fn health_route(State(state): State<Arc<AdminState>>) -> Response {
-    if state.resolver.upstreams().all_failing() {
+    if state.live.load().upstreams.all_failing() {
         Response::text(
             "503 Service Unavailable",
             "degraded: every upstream is failing\n",
@@ -287,7 +284,7 @@ async fn reload(state: &AdminState, peer_is_local: bool, force: bool) -> (&'stat
             format!("reload refused; the previous policy keeps serving: {why}\n"),
         )
     } else {
-        let version = state.policy.load().version();
+        let version = state.live.policy().version();
         let restart = state
             .reloads
             .needs_restart
@@ -334,8 +331,12 @@ async fn read_api(
     request: axum::extract::Request,
 ) -> Response {
     let request = Request::of(&request);
-    let access = state.access.load_full();
-    let Some(role) = access.authorize(request.header("authorization")).cloned() else {
+    let live = state.live.load_full();
+    let Some(role) = live
+        .access
+        .authorize(request.header("authorization"))
+        .cloned()
+    else {
         let mut response = Response::error(
             "401 Unauthorized",
             "a bearer token from [[admin.tokens]] is required",
@@ -349,9 +350,8 @@ async fn read_api(
         if request.path == "/api/summary" {
             api::summary(&request, &role, &state.reader)
         } else {
-            let schools: SchoolNames = state
+            let schools: SchoolNames = live
                 .policy
-                .load()
                 .schools()
                 .iter()
                 .map(|s| (s.id.clone(), s.name.clone()))

@@ -132,7 +132,7 @@ fn serve(
     }
     let runtime = runtime.build().context("starting the async runtime")?;
     runtime.block_on(async {
-        let server = crate::server::Server::bind_with(path, workers.max(1)).await?;
+        let server = crate::app::App::bind_with(path, workers.max(1)).await?;
         tracing::info!(
             udp = ?server.udp_addrs(),
             tcp = ?server.tcp_addrs(),

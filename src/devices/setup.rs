@@ -11,11 +11,10 @@ use std::net::IpAddr;
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::policy::SharedPolicy;
+use crate::live::Live;
 use crate::policy::devices::Device;
 
 /// A setup page or profile, ready to send.
@@ -56,32 +55,22 @@ impl SetupResponse {
 
 /// Serves `/setup/<token>` and `/apple/<token>.mobileconfig` from the live policy's devices.
 pub struct SetupPages {
-    policy: Arc<SharedPolicy>,
-    endpoints: ArcSwap<Option<Endpoints>>,
+    /// The live state: the devices, and the config's public endpoints.
+    live: Arc<Live>,
     /// The DoT and DoH ports actually bound, for a config that asked for port 0.
     bound_ports: (Option<u16>, Option<u16>),
 }
 
 impl SetupPages {
-    /// Pages for the devices of `policy`, with `config`'s public endpoints.
+    /// Pages for the live devices, with the live config's public endpoints.
     /// `bound_ports` are the ports the first DoT and DoH listeners actually got (they differ
     /// from the config when it asks for port 0).
-    pub fn new(
-        policy: Arc<SharedPolicy>,
-        config: &Config,
-        bound_ports: (Option<u16>, Option<u16>),
-    ) -> SetupPages {
-        let pages = SetupPages {
-            policy,
-            endpoints: ArcSwap::from_pointee(None),
-            bound_ports,
-        };
-        pages.update(config);
-        pages
+    pub fn new(live: Arc<Live>, bound_ports: (Option<u16>, Option<u16>)) -> SetupPages {
+        SetupPages { live, bound_ports }
     }
 
-    /// Follows a reloaded config.
-    pub fn update(&self, config: &Config) {
+    /// The public endpoints of `config`, with the ports actually bound.
+    fn endpoints(&self, config: &Config) -> Option<Endpoints> {
         let mut endpoints = Endpoints::from_config(config);
         if let Some(e) = endpoints.as_mut() {
             let (dot, doh) = self.bound_ports;
@@ -92,7 +81,7 @@ impl SetupPages {
                 e.doh_port = (port != 443).then_some(port);
             }
         }
-        self.endpoints.store(Arc::new(endpoints));
+        endpoints
     }
 
     /// The response for a path, or `None` if the path is not a setup path. Unknown and
@@ -113,8 +102,8 @@ impl SetupPages {
             .into(),
             filename: None,
         };
-        let endpoints = self.endpoints.load();
-        let Some(endpoints) = endpoints.as_ref() else {
+        let live = self.live.load();
+        let Some(endpoints) = self.endpoints(&live.config) else {
             return Some(SetupResponse {
                 status: 503,
                 content_type: "text/plain; charset=utf-8",
@@ -122,7 +111,7 @@ impl SetupPages {
                 filename: None,
             });
         };
-        let policy = self.policy.load();
+        let policy = &live.policy;
         let token = token.to_ascii_lowercase();
         let Some(device) = policy
             .devices()
@@ -135,7 +124,7 @@ impl SetupPages {
             SetupResponse {
                 status: 200,
                 content_type: "application/x-apple-aspen-config",
-                body: mobileconfig(endpoints, device),
+                body: mobileconfig(&endpoints, device),
                 filename: Some(format!("{}.mobileconfig", device.id)),
             }
         } else {
@@ -146,7 +135,7 @@ impl SetupPages {
             SetupResponse {
                 status: 200,
                 content_type: "text/html; charset=utf-8",
-                body: page(endpoints, device, profile),
+                body: page(&endpoints, device, profile),
                 filename: None,
             }
         })

@@ -2,9 +2,8 @@
 //! happens, and why?".
 //!
 //! A [`Policy`] holds one name table per category, the network table, the profiles and bloom
-//! filters over all listed names. It is built by [`compile()`] off the hot path and is meant to
-//! sit behind one `ArcSwap` ([`SharedPolicy`]); a query loads it once and sees one consistent
-//! policy. [`Policy::decide`] takes no lock, does no I/O and allocates nothing.
+//! filters over all listed names. It is built by [`compile()`] off the hot path and sits in the
+//! live snapshot (`crate::live`); a query loads it once and sees one consistent policy. [`Policy::decide`] takes no lock, does no I/O and allocates nothing.
 //!
 //! Precedence for a client whose network (or the default profile) selects a profile:
 //! 1. an allow rule for the name or any parent (an allowed category, `@@`, RPZ passthru) wins
@@ -41,9 +40,6 @@ use devices::Devices;
 use matcher::{DomainTable, name_hash};
 use networks::{NetworkTarget, Networks};
 use profiles::{Profile, Role};
-
-/// The live policy: swapped whole on reload, loaded once per query.
-pub type SharedPolicy = arc_swap::ArcSwap<Policy>;
 
 /// One list file as read into a category.
 #[derive(Debug)]

@@ -27,10 +27,11 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
 
 use crate::hitlog::{HitEvent, HitSender};
+use crate::live::{Live, Snapshot};
 use crate::metrics::{Metrics, Outcome};
 use crate::name::QueryName;
 use crate::policy::decision::RuleSource;
-use crate::policy::{BlockAnswer, Decision, Policy, SharedPolicy, Verdict};
+use crate::policy::{BlockAnswer, Decision, Policy, Verdict};
 use crate::resolve::cache::{CacheKey, Lookup};
 use crate::resolve::{Answer, AnswerSource, Resolver};
 use answer::Sections;
@@ -104,12 +105,12 @@ pub enum Handled {
     Pending(Box<Pending>),
 }
 
-/// A query waiting for an upstream answer, with the policy snapshot it was decided under.
+/// A query waiting for an upstream answer, with the live snapshot it was decided under.
 pub struct Pending {
     request: Request<'static>,
     protocol: Protocol,
     client: IpAddr,
-    policy: Arc<Policy>,
+    snapshot: Arc<Snapshot>,
     step: Step,
 }
 
@@ -168,9 +169,10 @@ impl Exit {
 
 /// The pipeline shared by every front end.
 pub struct Pipeline {
-    /// The live policy; loaded once per query so a query sees one consistent policy.
-    policy: Arc<SharedPolicy>,
-    /// Cache and upstreams.
+    /// The live state; loaded once per query so a query sees one consistent policy, config
+    /// and set of upstreams.
+    live: Arc<Live>,
+    /// Cache and the coalescing of upstream questions.
     resolver: Arc<Resolver>,
     /// Query counters.
     metrics: Arc<Metrics>,
@@ -181,16 +183,16 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline deciding with `policy` and resolving with `resolver`.
+    /// A pipeline deciding with the live state and resolving with `resolver`.
     pub fn new(
-        policy: Arc<SharedPolicy>,
+        live: Arc<Live>,
         resolver: Arc<Resolver>,
         metrics: Arc<Metrics>,
         hits: HitSender,
         refusals: Arc<RefusalLimit>,
     ) -> Pipeline {
         Pipeline {
-            policy,
+            live,
             resolver,
             metrics,
             hits,
@@ -233,14 +235,15 @@ impl Pipeline {
             }
             Parsed::Ignored => return Handled::Done(None),
         };
-        let policy = self.policy.load();
-        let exit = match self.plan(&request, &policy, origin) {
+        let snapshot = self.live.load();
+        let policy = &snapshot.policy;
+        let exit = match self.plan(&request, &snapshot, origin) {
             Plan::Refuse(Refusal::Drop) => Exit::new(None, Outcome::Refuse),
             Plan::Refuse(Refusal::Answer(text)) => {
                 Exit::new(Some(request.frame.refused(text)), Outcome::Refuse)
             }
-            Plan::Block(decision, block) => self.block(&request, &policy, decision, block, None),
-            Plan::Answer(decision, answer) => self.answer(&request, &policy, &decision, &answer),
+            Plan::Block(decision, block) => self.block(&request, policy, decision, block, None),
+            Plan::Answer(decision, answer) => self.answer(&request, policy, &decision, &answer),
             Plan::Any => Exit::new(Some(request.frame.minimal_any()), Outcome::Allow),
             Plan::Rewrite(target, answer) => self.rewrite(&request, &target, &answer),
             Plan::Wait(step) => {
@@ -248,12 +251,12 @@ impl Pipeline {
                     request: request.into_owned(),
                     protocol,
                     client: origin.addr.ip(),
-                    policy: arc_swap::Guard::into_inner(policy),
+                    snapshot: arc_swap::Guard::into_inner(snapshot),
                     step,
                 }));
             }
         };
-        Handled::Done(self.exit(Some(&request), &origin, Some(&*policy), exit))
+        Handled::Done(self.exit(Some(&request), &origin, Some(policy), exit))
     }
 
     /// Completes a query that needs an upstream.
@@ -262,42 +265,48 @@ impl Pipeline {
             request,
             protocol,
             client,
-            policy,
+            snapshot,
             step,
         } = *pending;
+        let (policy, upstreams, limits) = (
+            &snapshot.policy,
+            &snapshot.upstreams,
+            &snapshot.config.cache,
+        );
         let exit = match step {
-            Step::Forward { decided } => match self
-                .resolver
-                .resolve(CacheKey::from_bytes(request.key()))
-                .await
-            {
-                Ok(answer) => self.answer(&request, &policy, &decided, &answer),
-                Err(err) => self.servfail(&request, err),
-            },
+            Step::Forward { decided } => {
+                let key = CacheKey::from_bytes(request.key());
+                match self.resolver.resolve(key, upstreams, limits).await {
+                    Ok(answer) => self.answer(&request, policy, &decided, &answer),
+                    Err(err) => self.servfail(&request, err),
+                }
+            }
             Step::Rewrite { target } => {
                 let key = CacheKey::new(&target, RecordType::from(request.qtype));
-                match self.resolver.resolve(key).await {
+                match self.resolver.resolve(key, upstreams, limits).await {
                     Ok(answer) => self.rewrite(&request, &target, &answer),
                     Err(err) => self.servfail(&request, err),
                 }
             }
         };
         let origin = Origin::plain(SocketAddr::new(client, 0), protocol);
-        self.exit(Some(&request), &origin, Some(&policy), exit)
+        self.exit(Some(&request), &origin, Some(policy), exit)
     }
 
     /// Decides once what to do with a query.
-    fn plan(&self, request: &Request<'_>, policy: &Policy, origin: Origin<'_>) -> Plan {
+    fn plan(&self, request: &Request<'_>, snapshot: &Snapshot, origin: Origin<'_>) -> Plan {
+        let policy = &snapshot.policy;
+        let stale_max = snapshot.stale_max();
         let decision = if origin.protocol.is_encrypted() {
             policy.decide_device(origin.token, &request.name)
         } else {
             policy.decide(origin.addr.ip(), &request.name)
         };
         match decision.verdict {
-            Verdict::Refuse => Plan::Refuse(self.refusal(&decision, origin)),
+            Verdict::Refuse => Plan::Refuse(self.refusal(&decision, origin, snapshot)),
             Verdict::Block(block) => Plan::Block(decision, block),
             Verdict::Allow if request.qtype == TYPE_ANY => Plan::Any,
-            Verdict::Allow => match self.resolver.cache().lookup(request.key()) {
+            Verdict::Allow => match self.resolver.cache().lookup(request.key(), stale_max) {
                 Lookup::Fresh(sections, age) => Plan::Answer(
                     decision,
                     Answer {
@@ -313,7 +322,7 @@ impl Pipeline {
                     return Plan::Refuse(Refusal::Answer(None));
                 };
                 let key = CacheKey::new(&target, RecordType::from(request.qtype));
-                match self.resolver.cache().lookup(key.as_bytes()) {
+                match self.resolver.cache().lookup(key.as_bytes(), stale_max) {
                     Lookup::Fresh(sections, age) => Plan::Rewrite(
                         target,
                         Answer {
@@ -330,7 +339,7 @@ impl Pipeline {
 
     /// How to refuse this query: device refusals say why; network refusals are small and
     /// budgeted per source network over UDP (see `refusals.rs`).
-    fn refusal(&self, decision: &Decision, origin: Origin<'_>) -> Refusal {
+    fn refusal(&self, decision: &Decision, origin: Origin<'_>, snapshot: &Snapshot) -> Refusal {
         let by_device = decision
             .rule
             .is_some_and(|r| r.source == RuleSource::UnknownDevice);
@@ -340,7 +349,8 @@ impl Pipeline {
                 Some(_) => UNKNOWN_TOKEN_TEXT,
             }));
         }
-        if origin.protocol == Protocol::Udp && !self.refusals.allow(origin.addr.ip()) {
+        let budget = snapshot.config.server.refused_per_second;
+        if origin.protocol == Protocol::Udp && !self.refusals.allow(origin.addr.ip(), budget) {
             return Refusal::Drop;
         }
         Refusal::Answer(None)

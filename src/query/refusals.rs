@@ -9,7 +9,7 @@
 //! say which.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// EDE text for an encrypted query without a device token.
@@ -24,36 +24,37 @@ const BUCKETS: usize = 4096;
 /// Per-source-network refusal budgets, lock-free: each bucket packs (second, count).
 pub struct RefusalLimit {
     started: Instant,
-    per_second: AtomicU32,
     buckets: Box<[AtomicU64]>,
     /// Refusals dropped unanswered since start.
     pub dropped: AtomicU64,
 }
 
 impl RefusalLimit {
-    /// A budget of `per_second` refusals per source network (0: no refusal is answered).
-    pub fn new(per_second: u32) -> RefusalLimit {
+    /// Empty budgets.
+    pub fn new() -> RefusalLimit {
+        RefusalLimit::default()
+    }
+}
+
+impl Default for RefusalLimit {
+    fn default() -> RefusalLimit {
         RefusalLimit {
             started: Instant::now(),
-            per_second: AtomicU32::new(per_second),
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             dropped: AtomicU64::new(0),
         }
     }
+}
 
-    /// Follows a reloaded `[server] refused_per_second`.
-    pub fn set_per_second(&self, per_second: u32) {
-        self.per_second.store(per_second, Ordering::Relaxed);
-    }
-
-    /// Whether a refusal to `client` may be sent now (and counts it).
-    pub fn allow(&self, client: IpAddr) -> bool {
+impl RefusalLimit {
+    /// Whether a refusal to `client` may be sent now within `limit` per second (`[server]
+    /// refused_per_second` of the live snapshot; 0: none), and counts it.
+    pub fn allow(&self, client: IpAddr, limit: u32) -> bool {
         let second = self.started.elapsed().as_secs() as u32;
-        self.allow_at(client, second)
+        self.allow_at(client, second, limit)
     }
 
-    fn allow_at(&self, client: IpAddr, second: u32) -> bool {
-        let limit = self.per_second.load(Ordering::Relaxed);
+    fn allow_at(&self, client: IpAddr, second: u32, limit: u32) -> bool {
         let bucket = &self.buckets[bucket_of(client)];
         let mut current = bucket.load(Ordering::Relaxed);
         loop {
@@ -91,18 +92,18 @@ mod tests {
 
     #[test]
     fn each_network_gets_its_budget_per_second() {
-        let limit = RefusalLimit::new(3);
+        let limit = RefusalLimit::new();
         let a: IpAddr = "198.51.100.7".parse().unwrap();
         let same_net: IpAddr = "198.51.100.200".parse().unwrap();
         let other: IpAddr = "203.0.113.9".parse().unwrap();
-        assert!((0..3).all(|_| limit.allow_at(a, 5)));
-        assert!(!limit.allow_at(same_net, 5));
-        assert!(limit.allow_at(other, 5));
-        assert!(limit.allow_at(a, 6));
+        assert!((0..3).all(|_| limit.allow_at(a, 5, 3)));
+        assert!(!limit.allow_at(same_net, 5, 3));
+        assert!(limit.allow_at(other, 5, 3));
+        assert!(limit.allow_at(a, 6, 3));
         assert_eq!(limit.dropped.load(Ordering::Relaxed), 1);
         let v6: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let v6_same: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
-        assert!((0..3).all(|_| limit.allow_at(v6, 9)));
-        assert!(!limit.allow_at(v6_same, 9));
+        assert!((0..3).all(|_| limit.allow_at(v6, 9, 3)));
+        assert!(!limit.allow_at(v6_same, 9, 3));
     }
 }

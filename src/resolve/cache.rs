@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -84,33 +84,28 @@ pub enum Lookup {
     Miss,
 }
 
-/// The cache.
+/// The cache. Its limits (`[cache] max_entries`, `stale_max`) come with each call, from the
+/// live snapshot, so a reload changes them for the very next query: a smaller bound evicts as
+/// entries are next inserted.
 pub struct Cache {
     shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
-    /// Limits a reload may change (`[cache] max_entries`, `stale_max` in seconds).
-    max_per_shard: AtomicUsize,
-    stale_max_secs: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
-impl Cache {
-    /// Follows a reloaded `[cache]`: a smaller bound evicts as entries are next inserted.
-    pub fn set_limits(&self, max_entries: usize, stale_max: Duration) {
-        self.max_per_shard
-            .store(max_entries.div_ceil(SHARDS).max(1), Ordering::Relaxed);
-        self.stale_max_secs
-            .store(stale_max.as_secs(), Ordering::Relaxed);
+impl Default for Cache {
+    fn default() -> Cache {
+        Cache::new()
     }
+}
 
-    /// A cache of at most `max_entries` answers.
-    pub fn new(max_entries: usize, stale_max: Duration) -> Cache {
+impl Cache {
+    /// An empty cache.
+    pub fn new() -> Cache {
         Cache {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
-            max_per_shard: AtomicUsize::new(max_entries.div_ceil(SHARDS).max(1)),
-            stale_max_secs: AtomicU64::new(stale_max.as_secs()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -122,8 +117,8 @@ impl Cache {
 
     /// The one lookup of a query: fresh, stale or miss, by the key bytes (lower-case wire name
     /// + type) taken from the packet; counted as one hit or one miss.
-    pub fn lookup(&self, key: &[u8]) -> Lookup {
-        let found = self.peek(key);
+    pub fn lookup(&self, key: &[u8], stale_max: Duration) -> Lookup {
+        let found = self.peek(key, stale_max);
         let counter = match found {
             Lookup::Fresh(..) => &self.hits,
             _ => &self.misses,
@@ -134,7 +129,7 @@ impl Cache {
 
     /// A lookup that counts nothing: the resolver's second look after an upstream failed, or
     /// after it became the one asking.
-    pub fn peek(&self, key: &[u8]) -> Lookup {
+    pub fn peek(&self, key: &[u8], stale_max: Duration) -> Lookup {
         let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = shard.map.get(key) else {
             return Lookup::Miss;
@@ -144,7 +139,6 @@ impl Cache {
         if age_secs < entry.ttl {
             return Lookup::Fresh(Arc::clone(&entry.sections), age_secs);
         }
-        let stale_max = Duration::from_secs(self.stale_max_secs.load(Ordering::Relaxed));
         if age < Duration::from_secs(u64::from(entry.ttl)) + stale_max {
             Lookup::Stale(Arc::clone(&entry.sections))
         } else {
@@ -152,8 +146,10 @@ impl Cache {
         }
     }
 
-    /// Stores an upstream answer for `ttl` seconds (see [`cache_ttl`]).
-    pub fn insert(&self, key: CacheKey, sections: Arc<Sections>, ttl: u32) {
+    /// Stores an upstream answer for `ttl` seconds (see [`cache_ttl`]), keeping at most
+    /// `max_entries` (oldest out first).
+    pub fn insert(&self, key: CacheKey, sections: Arc<Sections>, ttl: u32, max_entries: usize) {
+        let max_per_shard = max_entries.div_ceil(SHARDS).max(1);
         let mut shard = self.shard(&key.0).lock().unwrap_or_else(|e| e.into_inner());
         let entry = Entry {
             sections,
@@ -163,7 +159,7 @@ impl Cache {
         if shard.map.insert(key.clone(), entry).is_none() {
             shard.order.push_back(key);
         }
-        while shard.map.len() > self.max_per_shard.load(Ordering::Relaxed) {
+        while shard.map.len() > max_per_shard {
             match shard.order.pop_front() {
                 Some(oldest) => {
                     shard.map.remove(&oldest);
@@ -267,7 +263,7 @@ mod tests {
 
     #[test]
     fn entries_are_bounded_and_oldest_go_first() {
-        let cache = Cache::new(SHARDS, Duration::ZERO);
+        let cache = Cache::new();
         let keys: Vec<CacheKey> = (0..200)
             .map(|i| {
                 CacheKey::new(
@@ -281,39 +277,52 @@ mod tests {
                 k.clone(),
                 sections("n.example.", &[a("n.example.", 300)]),
                 300,
+                SHARDS,
             );
         }
         assert!(cache.len() <= SHARDS);
-        assert!(matches!(cache.lookup(&keys[199].0), Lookup::Fresh(..)));
+        assert!(matches!(
+            cache.lookup(&keys[199].0, Duration::ZERO),
+            Lookup::Fresh(..)
+        ));
     }
 
     #[test]
     fn one_lookup_counts_once() {
-        let cache = Cache::new(100, Duration::from_secs(60));
+        let cache = Cache::new();
+        let stale_max = Duration::from_secs(60);
         let key = CacheKey::new(&Name::from_str("x.example.").unwrap(), RecordType::A);
-        assert!(matches!(cache.lookup(&key.0), Lookup::Miss));
-        assert!(matches!(cache.peek(&key.0), Lookup::Miss));
+        assert!(matches!(cache.lookup(&key.0, stale_max), Lookup::Miss));
+        assert!(matches!(cache.peek(&key.0, stale_max), Lookup::Miss));
         assert_eq!(cache.counters(), (0, 1));
         cache.insert(
             key.clone(),
             sections("x.example.", &[a("x.example.", 300)]),
             300,
+            100,
         );
-        assert!(matches!(cache.lookup(&key.0), Lookup::Fresh(_, 0)));
+        assert!(matches!(
+            cache.lookup(&key.0, stale_max),
+            Lookup::Fresh(_, 0)
+        ));
         assert_eq!(cache.counters(), (1, 1));
     }
 
     #[test]
     fn names_are_keyed_case_insensitively() {
-        let cache = Cache::new(100, Duration::ZERO);
+        let cache = Cache::new();
         let upper = CacheKey::new(&Name::from_str("WWW.Example.COM.").unwrap(), RecordType::A);
         let lower = CacheKey::new(&Name::from_str("www.example.com.").unwrap(), RecordType::A);
         cache.insert(
             upper,
             sections("www.example.com.", &[a("www.example.com.", 300)]),
             300,
+            100,
         );
-        assert!(matches!(cache.lookup(&lower.0), Lookup::Fresh(..)));
+        assert!(matches!(
+            cache.lookup(&lower.0, Duration::ZERO),
+            Lookup::Fresh(..)
+        ));
         assert_eq!(
             lower.question().unwrap(),
             (Name::from_str("www.example.com.").unwrap(), RecordType::A)

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::config::CacheConfig;
 use crate::query::answer::{Sections, upstream_ede};
 use cache::{Cache, CacheKey, Lookup, cache_ttl};
 use upstream::{UpstreamError, Upstreams};
@@ -53,25 +54,20 @@ pub enum ResolveError {
 
 type Flight = watch::Receiver<Option<Result<Answer, ResolveError>>>;
 
-/// Cache + upstreams + coalescing of identical in-flight questions.
+/// Cache + coalescing of identical in-flight questions; the upstreams and the cache's limits
+/// come with each question, from the live snapshot the query was decided under.
+#[derive(Default)]
 pub struct Resolver {
     cache: Cache,
-    /// Replaced whole when a reload changes `[upstream]`.
-    upstreams: arc_swap::ArcSwap<Upstreams>,
     /// Questions being asked upstream right now; followers wait on the leader's result. A std
     /// mutex: it is held only to look up or insert, never across an await.
     in_flight: Mutex<HashMap<CacheKey, Flight>>,
 }
 
 impl Resolver {
-    /// A resolver over `upstreams` with a cache of at most `max_entries` answers that may serve
-    /// answers up to `stale_max` past their expiry when every upstream fails.
-    pub fn new(upstreams: Upstreams, max_entries: usize, stale_max: Duration) -> Resolver {
-        Resolver {
-            cache: Cache::new(max_entries, stale_max),
-            upstreams: arc_swap::ArcSwap::from_pointee(upstreams),
-            in_flight: Mutex::new(HashMap::new()),
-        }
+    /// A resolver with an empty cache.
+    pub fn new() -> Resolver {
+        Resolver::default()
     }
 
     /// The cache: the pipeline's one lookup per query, metrics, tests.
@@ -79,19 +75,14 @@ impl Resolver {
         &self.cache
     }
 
-    /// The upstreams now, for metrics and health.
-    pub fn upstreams(&self) -> Arc<Upstreams> {
-        self.upstreams.load_full()
-    }
-
-    /// Follows a reloaded `[upstream]` (new upstreams start without round-trip history).
-    pub fn set_upstreams(&self, upstreams: Upstreams) {
-        self.upstreams.store(Arc::new(upstreams));
-    }
-
     /// Resolves a question the pipeline's lookup missed (or found only stale) by asking the
     /// upstreams, once for all concurrent askers of the same question.
-    pub async fn resolve(self: &Arc<Self>, key: CacheKey) -> Result<Answer, ResolveError> {
+    pub async fn resolve(
+        self: &Arc<Self>,
+        key: CacheKey,
+        upstreams: &Upstreams,
+        limits: &CacheConfig,
+    ) -> Result<Answer, ResolveError> {
         let (leader, mut flight) = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             match in_flight.get(&key) {
@@ -111,18 +102,19 @@ impl Resolver {
                 }
                 if flight.changed().await.is_err() {
                     // The leader was cancelled; ask on our own.
-                    return self.ask_upstream(&key).await;
+                    return self.ask_upstream(&key, upstreams, limits).await;
                 }
             }
         };
         // A leader that finished between the pipeline's lookup and our becoming one.
-        let result = match self.cache.peek(key.as_bytes()) {
+        let stale_max = Duration::from_secs(limits.stale_max);
+        let result = match self.cache.peek(key.as_bytes(), stale_max) {
             Lookup::Fresh(sections, age) => Ok(Answer {
                 sections,
                 age,
                 source: AnswerSource::Cache,
             }),
-            _ => self.ask_upstream(&key).await,
+            _ => self.ask_upstream(&key, upstreams, limits).await,
         };
         self.in_flight
             .lock()
@@ -132,11 +124,15 @@ impl Resolver {
         result
     }
 
-    async fn ask_upstream(&self, key: &CacheKey) -> Result<Answer, ResolveError> {
+    async fn ask_upstream(
+        &self,
+        key: &CacheKey,
+        upstreams: &Upstreams,
+        limits: &CacheConfig,
+    ) -> Result<Answer, ResolveError> {
         let Some((name, qtype)) = key.question() else {
             return Err(ResolveError::Encode);
         };
-        let upstreams = self.upstreams.load_full();
         match upstreams.query(&name, qtype).await {
             Ok(response) => {
                 let (rcode, answers, authority) = (
@@ -157,7 +153,8 @@ impl Resolver {
                 .ok_or(ResolveError::Encode)?;
                 let sections = Arc::new(sections);
                 if let Some(ttl) = ttl {
-                    self.cache.insert(key.clone(), Arc::clone(&sections), ttl);
+                    self.cache
+                        .insert(key.clone(), Arc::clone(&sections), ttl, limits.max_entries);
                 }
                 Ok(Answer {
                     sections,
@@ -165,7 +162,10 @@ impl Resolver {
                     source: AnswerSource::Upstream,
                 })
             }
-            Err(err) => match self.cache.peek(key.as_bytes()) {
+            Err(err) => match self
+                .cache
+                .peek(key.as_bytes(), Duration::from_secs(limits.stale_max))
+            {
                 Lookup::Fresh(sections, age) => Ok(Answer {
                     sections,
                     age,

@@ -1,13 +1,13 @@
 //! What the DoT and DoH front ends share: the pipeline, the connection slots (`slots.rs`), the
 //! idle, write and handshake timeouts, the public hostname (which tokens are prefixed to) and
-//! the setup pages. Settings that a reload may change sit behind atomics and an `ArcSwap`.
+//! the setup pages. Settings that a reload may change are read from the live snapshot.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use crate::live::Live;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -27,9 +27,8 @@ pub struct Encrypted {
     pub pipeline: Arc<Pipeline>,
     /// Setup pages (DoH serves them).
     pub setup: Arc<SetupPages>,
-    hostname: ArcSwap<String>,
-    idle_secs: AtomicU64,
-    write_secs: AtomicU64,
+    /// The live state: hostname, idle and write timeouts follow a reload.
+    live: Arc<Live>,
     /// Connection slots, shared by DoT and DoH.
     pub slots: Arc<Slots>,
     /// Handshakes that failed or timed out.
@@ -38,13 +37,16 @@ pub struct Encrypted {
 
 impl Encrypted {
     /// Shared state for `config`'s `[tls]` settings.
-    pub fn new(config: &Config, pipeline: Arc<Pipeline>, setup: Arc<SetupPages>) -> Encrypted {
+    pub fn new(
+        config: &Config,
+        live: Arc<Live>,
+        pipeline: Arc<Pipeline>,
+        setup: Arc<SetupPages>,
+    ) -> Encrypted {
         Encrypted {
             pipeline,
             setup,
-            hostname: ArcSwap::from_pointee(hostname_of(config)),
-            idle_secs: AtomicU64::new(config.tls.idle_timeout_secs),
-            write_secs: AtomicU64::new(config.server.write_timeout_secs),
+            live,
             slots: Slots::new(
                 "tls",
                 config.tls.max_connections,
@@ -54,29 +56,19 @@ impl Encrypted {
         }
     }
 
-    /// Follows a reloaded config (hostname and idle timeout; the connection limit needs a
-    /// restart).
-    pub fn update(&self, config: &Config) {
-        self.hostname.store(Arc::new(hostname_of(config)));
-        self.idle_secs
-            .store(config.tls.idle_timeout_secs, Ordering::Relaxed);
-        self.write_secs
-            .store(config.server.write_timeout_secs, Ordering::Relaxed);
-    }
-
-    /// How long one write may take.
+    /// How long one write may take (`[server] write_timeout_secs`, live).
     pub fn write_timeout(&self) -> Duration {
-        Duration::from_secs(self.write_secs.load(Ordering::Relaxed))
+        Duration::from_secs(self.live.load().config.server.write_timeout_secs)
     }
 
-    /// The public hostname, lowercase.
-    pub fn hostname(&self) -> Arc<String> {
-        self.hostname.load_full()
+    /// The public hostname, lowercase (`[tls] hostname`, live).
+    pub fn hostname(&self) -> String {
+        hostname_of(&self.live.load().config)
     }
 
-    /// The idle timeout in seconds.
+    /// The idle timeout in seconds (`[tls] idle_timeout_secs`, live).
     pub fn idle_secs(&self) -> u64 {
-        self.idle_secs.load(Ordering::Relaxed)
+        self.live.load().config.tls.idle_timeout_secs
     }
 
     /// Accepts connections on `listener` until `shutdown`, completes each TLS handshake in its

@@ -158,7 +158,7 @@ pub struct TestServer {
     /// The hit log's sender (`flush` waits until recorded hits are on disk).
     pub hits: schooldns::hitlog::HitSender,
     /// The live policy.
-    pub policy: std::sync::Arc<schooldns::policy::SharedPolicy>,
+    pub live: std::sync::Arc<schooldns::live::Live>,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -243,7 +243,7 @@ impl TestServer {
         let upstream = dns::FakeUpstream::start().await;
         let config = config.replace("@UPSTREAM", &upstream.addr.to_string());
         let path = district.config(&config);
-        let server = schooldns::server::Server::bind(&path)
+        let server = schooldns::app::App::bind(&path)
             .await
             .expect("server binds");
         let udp = server.udp_addrs()[0];
@@ -253,7 +253,7 @@ impl TestServer {
         let doh = server.doh_addrs().first().copied();
         let reload_stats = server.reload_stats();
         let hits = server.hits();
-        let policy = server.policy();
+        let live = server.live();
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(server.run(shutdown));
         TestServer {
@@ -266,7 +266,7 @@ impl TestServer {
             doh,
             reload_stats,
             hits,
-            policy,
+            live,
             stop,
             task,
         }
