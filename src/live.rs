@@ -43,12 +43,7 @@ impl Snapshot {
 }
 
 fn upstreams_of(config: &Config) -> Upstreams {
-    let upstream = &config.upstream;
-    Upstreams::new(
-        &upstream.servers,
-        Duration::from_millis(upstream.timeout_ms),
-        Duration::from_secs(upstream.retry_after_secs),
-    )
+    Upstreams::new(&config.upstream)
 }
 
 /// The live state and what follows it.
@@ -110,7 +105,8 @@ impl Live {
         let (new, was) = (&config.upstream, &old.config.upstream);
         let same = new.servers == was.servers
             && new.timeout_ms == was.timeout_ms
-            && new.retry_after_secs == was.retry_after_secs;
+            && new.retry_after_secs == was.retry_after_secs
+            && new.ca_file == was.ca_file;
         let upstreams = if same {
             Arc::clone(&old.upstreams)
         } else {

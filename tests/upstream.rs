@@ -1,5 +1,6 @@
 //! Forwarding to upstreams: retransmission on a lost datagram, the next upstream asked beside
-//! a silent one, then skipped, and health in `/metrics` and `/health`. Real server, real fake
+//! a silent one, then skipped, health in `/metrics` and `/health`, and DoT and DoH upstreams
+//! (another schooldns with a test CA) on kept, verified connections. Real server, real fake
 //! upstreams on loopback, a real DNS client.
 
 use std::sync::atomic::Ordering;
@@ -140,4 +141,109 @@ async fn upstreams_are_asked_in_order() {
     assert_eq!(first.questions.load(Ordering::SeqCst), 5);
     assert_eq!(second.queries.load(Ordering::SeqCst), 0);
     s.stop().await;
+}
+
+/// A district resolver that forwards to `upstream` (a `tls://` or `https://` server entry),
+/// trusting the test CA, with a profile that blocks nothing itself.
+async fn forwarding_to(pki: &crate::common::tls::TestPki, upstream: &str) -> TestServer {
+    let config = format!(
+        "[server]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n\
+         [upstream]\nservers = [\"{upstream}\"]\nca_file = \"@/tls/ca.pem\"\ntimeout_ms = 3000\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n[hitlog]\npath = \"@/hits.sqlite\"\n\
+         [categories.adult]\nlists = [\"@/lists/adult.txt\"]\n\
+         [profiles.open]\nblock = []\n\
+         [[schools]]\nid = \"loop\"\nname = \"Loop\"\nnetworks = [\"127.0.0.0/30\"]\nprofile = \"open\"\n"
+    );
+    TestServer::start_prepared(&config, |district| pki.write(district.dir.path())).await
+}
+
+/// DoT and DoH upstreams: answers come through a kept, verified connection, unchanged: the
+/// upstream's rcode and Extended DNS Error pass through (here the upstream is another
+/// schooldns that blocks `social.example` for the family's token), and many questions share
+/// one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_and_doh_upstreams_keep_one_connection_and_pass_answers_through() {
+    use crate::devices::{PRIMARY, sni, start};
+    let pki = crate::common::tls::TestPki::new();
+    let upstream = start(&pki, "").await;
+    let (dot, doh) = (upstream.dot.unwrap(), upstream.doh.unwrap());
+    for server in [
+        format!("tls://{dot}@{}", sni(PRIMARY)),
+        format!(
+            "https://{doh}@{}/dns-query/{PRIMARY}",
+            crate::common::tls::HOSTNAME
+        ),
+    ] {
+        let s = forwarding_to(&pki, &server).await;
+        let asked = upstream.upstream.questions.load(Ordering::SeqCst);
+        for i in 0..20 {
+            let name = format!("n{i}.{}.example.", server.len());
+            let answer = udp_query(s.udp, SCHOOL, &query_message(&name, RecordType::A, true)).await;
+            assert_eq!(answer.response_code(), ResponseCode::NoError, "{server}");
+            assert_eq!(answer.answers().len(), 1, "{server}: {answer:?}");
+        }
+        assert_eq!(
+            upstream.upstream.questions.load(Ordering::SeqCst),
+            asked + 20,
+            "{server}: each question reached the upstream's upstream once"
+        );
+        let blocked = udp_query(
+            s.udp,
+            SCHOOL,
+            &query_message("www.social.example.", RecordType::A, true),
+        )
+        .await;
+        assert_eq!(blocked.response_code(), ResponseCode::NXDomain, "{server}");
+        assert_eq!(
+            crate::common::dns::ede(&blocked),
+            Some((15, "blocked by schooldns: social".to_string())),
+            "{server}: the upstream's EDE passes through"
+        );
+        let (_, _, body) = http(upstream.admin.unwrap(), "GET", "/metrics", &[]).await;
+        assert_eq!(
+            metric(&body, "schooldns_connections_open{listener=\"tls\"}"),
+            Some(1.0),
+            "{server}: one kept connection\n{body}"
+        );
+        let (_, _, ours) = http(s.admin.unwrap(), "GET", "/metrics", &[]).await;
+        assert_eq!(
+            metric(
+                &ours,
+                &format!("schooldns_upstream_up{{upstream=\"{server}\"}}")
+            ),
+            Some(1.0),
+            "{ours}"
+        );
+        s.stop().await;
+    }
+    upstream.stop().await;
+}
+
+/// An upstream whose certificate does not name the configured server name is never used: the
+/// client gets SERVFAIL, and the failure is counted against that upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_with_the_wrong_name_is_refused() {
+    use crate::devices::start;
+    let pki = crate::common::tls::TestPki::new();
+    let upstream = start(&pki, "").await;
+    let server = format!("tls://{}@impostor.example", upstream.dot.unwrap());
+    let s = forwarding_to(&pki, &server).await;
+    let answer = udp_query(
+        s.udp,
+        SCHOOL,
+        &query_message("wrong-name.example.", RecordType::A, true),
+    )
+    .await;
+    assert_eq!(answer.response_code(), ResponseCode::ServFail);
+    let (_, _, ours) = http(s.admin.unwrap(), "GET", "/metrics", &[]).await;
+    assert!(
+        metric(
+            &ours,
+            &format!("schooldns_upstream_errors_total{{upstream=\"{server}\"}}")
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{ours}"
+    );
+    s.stop().await;
+    upstream.stop().await;
 }

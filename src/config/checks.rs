@@ -1,5 +1,5 @@
 //! Checks on values serde cannot judge alone: admin tokens and their roles, hit-log time zone
-//! and retention overrides. Each error names the file, line and key, like a syntax error.
+//! and retention overrides, TLS settings, the upstreams' certificate authorities. Each error names the file, line and key, like a syntax error.
 //! (Category, profile, network and list checks need the lists and live in `policy::compile`.)
 
 use super::{ConfigError, LoadedConfig};
@@ -11,7 +11,19 @@ const BUILT_IN_CATEGORIES: [&str; 2] = ["bypass-protection", "safe-search"];
 pub fn check(loaded: &LoadedConfig) -> Result<(), ConfigError> {
     check_tokens(loaded)?;
     check_hitlog(loaded)?;
-    check_tls(loaded)
+    check_tls(loaded)?;
+    check_upstream(loaded)
+}
+
+/// `[upstream] ca_file` must hold at least one readable PEM certificate.
+fn check_upstream(loaded: &LoadedConfig) -> Result<(), ConfigError> {
+    let (config, source) = (&loaded.config, &loaded.source);
+    if let Some(ca_file) = &config.upstream.ca_file
+        && let Err(why) = crate::resolve::encrypted::client_config(Some(ca_file))
+    {
+        return Err(source.error("upstream.ca_file", why));
+    }
+    Ok(())
 }
 
 /// Encrypted listeners need a certificate, its key and the public hostname that tokens are

@@ -8,6 +8,7 @@
 
 mod checks;
 mod error;
+pub mod upstream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -306,9 +307,14 @@ fn default_refused_per_second() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// `ip:port` of each upstream, tried in order.
+    /// Each upstream, tried in order: `ip:port`, `tls://ip@name` or `https://ip@name/path`
+    /// (see [`upstream::UpstreamServer`]).
     #[serde(default)]
-    pub servers: Vec<SocketAddr>,
+    pub servers: Vec<upstream::UpstreamServer>,
+    /// PEM file of certificate authorities trusted for DoT and DoH upstreams, besides the
+    /// Mozilla roots built in (a district's own resolver with a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Time a client may wait for an upstream answer before it gets SERVFAIL, in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -329,6 +335,7 @@ impl Default for UpstreamConfig {
     fn default() -> UpstreamConfig {
         UpstreamConfig {
             servers: Vec::new(),
+            ca_file: None,
             timeout_ms: default_timeout_ms(),
             retry_after_secs: default_retry_after(),
         }

@@ -6,6 +6,7 @@
 //! very next query.
 
 pub mod cache;
+pub mod encrypted;
 pub mod upstream;
 
 use std::collections::HashMap;

@@ -13,6 +13,10 @@ use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+use super::encrypted::Connection;
+use crate::config::UpstreamConfig;
+use crate::config::upstream::UpstreamServer;
+
 /// Why an upstream exchange failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
@@ -28,7 +32,11 @@ pub enum UpstreamError {
 }
 
 struct Upstream {
+    /// As configured; its text labels the upstream's metrics and log lines.
+    server: UpstreamServer,
     addr: SocketAddr,
+    /// The kept DoT or DoH connection; `None` for plain DNS.
+    connection: Option<Connection>,
     /// Milliseconds since `Upstreams::epoch` before which this upstream is skipped.
     skip_until_ms: AtomicU64,
     /// Failed or timed-out exchanges.
@@ -95,13 +103,28 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// Upstreams tried in order, a whole exchange bounded by `timeout`.
-    pub fn new(servers: &[SocketAddr], timeout: Duration, retry_after: Duration) -> Upstreams {
+    /// `[upstream]`'s servers, tried in order, a whole exchange bounded by `timeout_ms`. A
+    /// `ca_file` that cannot be read (`schooldns check` reports it first) leaves the built-in
+    /// roots only, and is logged.
+    pub fn new(config: &UpstreamConfig) -> Upstreams {
+        let encrypted = config
+            .servers
+            .iter()
+            .any(|s| !matches!(s, UpstreamServer::Plain(_)));
+        let tls = encrypted.then(|| {
+            super::encrypted::client_config(config.ca_file.as_deref()).unwrap_or_else(|why| {
+                tracing::error!(error = %why, "upstream.ca_file unusable; trusting the built-in roots only");
+                super::encrypted::client_config(None).expect("the built-in roots load")
+            })
+        });
         Upstreams {
-            servers: servers
+            servers: config
+                .servers
                 .iter()
-                .map(|&addr| Upstream {
-                    addr,
+                .map(|server| Upstream {
+                    addr: server.addr(),
+                    connection: tls.as_ref().and_then(|tls| Connection::new(server, tls)),
+                    server: server.clone(),
                     skip_until_ms: AtomicU64::new(0),
                     errors: AtomicU64::new(0),
                     retransmits: AtomicU64::new(0),
@@ -110,8 +133,8 @@ impl Upstreams {
                 })
                 .collect(),
             latency: Latency::default(),
-            timeout,
-            retry_after,
+            timeout: Duration::from_millis(config.timeout_ms),
+            retry_after: Duration::from_secs(config.retry_after_secs),
             epoch: Instant::now(),
         }
     }
@@ -161,12 +184,12 @@ impl Upstreams {
             return match self.ask(upstream, name, qtype, deadline).await {
                 Ok(message) => {
                     if upstream.skip_until_ms.swap(0, Ordering::Relaxed) != 0 {
-                        tracing::info!(upstream = %upstream.addr, "upstream answering again");
+                        tracing::info!(upstream = %upstream.server, "upstream answering again");
                     }
                     Ok(message)
                 }
                 Err(e) => {
-                    let last = format!("{}: {e}", upstream.addr);
+                    let last = format!("{}: {e}", upstream.server);
                     self.failed(upstream, &last);
                     Err(UpstreamError::AllFailed { last })
                 }
@@ -191,7 +214,7 @@ impl Upstreams {
                         Ok(message) => {
                             let upstream = order[i];
                             if upstream.skip_until_ms.swap(0, Ordering::Relaxed) != 0 {
-                                tracing::info!(upstream = %upstream.addr, "upstream answering again");
+                                tracing::info!(upstream = %upstream.server, "upstream answering again");
                             }
                             // Those asked before it and still silent were slower than their
                             // own timeout and this one: skip them for a while.
@@ -199,7 +222,7 @@ impl Upstreams {
                                 if *still && k != i {
                                     let why = format!(
                                         "{}: slower than its timeout, {} answered first",
-                                        order[k].addr, upstream.addr
+                                        order[k].server, upstream.server
                                     );
                                     self.failed(order[k], &why);
                                 }
@@ -207,7 +230,7 @@ impl Upstreams {
                             return Ok(message);
                         }
                         Err(e) => {
-                            last = format!("{}: {e}", order[i].addr);
+                            last = format!("{}: {e}", order[i].server);
                             self.failed(order[i], &last);
                             asked[i] = false;
                             if next < order.len() {
@@ -229,7 +252,7 @@ impl Upstreams {
         // Whoever was still being asked at the deadline failed this exchange.
         for (i, still) in asked.iter().enumerate() {
             if *still {
-                last = format!("{}: no answer within {:?}", order[i].addr, self.timeout);
+                last = format!("{}: no answer within {:?}", order[i].server, self.timeout);
                 self.failed(order[i], &last);
             }
         }
@@ -241,7 +264,7 @@ impl Upstreams {
         upstream.errors.fetch_add(1, Ordering::Relaxed);
         let until = self.now_ms() + self.retry_after.as_millis() as u64;
         if upstream.skip_until_ms.swap(until, Ordering::Relaxed) == 0 {
-            tracing::warn!(upstream = %upstream.addr, error = %why, "upstream failed; skipping it for {:?}", self.retry_after);
+            tracing::warn!(upstream = %upstream.server, error = %why, "upstream failed; skipping it for {:?}", self.retry_after);
         }
     }
 
@@ -255,6 +278,18 @@ impl Upstreams {
         deadline: tokio::time::Instant,
     ) -> std::io::Result<Message> {
         let query = query_message(name, qtype)?;
+        if let Some(connection) = &upstream.connection {
+            let sent = Instant::now();
+            let response = connection.ask(&query, deadline).await?;
+            if !matches_question(&query, &response) {
+                return Err(std::io::Error::other(
+                    "the answer does not match the question",
+                ));
+            }
+            upstream.sample(sent.elapsed());
+            self.observe(sent.elapsed());
+            return Ok(response);
+        }
         let bytes = query.to_vec().map_err(std::io::Error::other)?;
         let addr = upstream.addr;
         let bind: SocketAddr = if addr.is_ipv4() {
@@ -348,8 +383,11 @@ impl Upstreams {
         let _ = writeln!(out, "schooldns_upstream_latency_seconds_sum {sum}");
         let _ = writeln!(out, "schooldns_upstream_latency_seconds_count {count}");
         use crate::metrics::family;
-        let each =
-            |value: fn(&Upstream) -> u64| self.servers.iter().map(move |u| (u.addr, value(u)));
+        let each = |value: fn(&Upstream) -> u64| {
+            self.servers
+                .iter()
+                .map(move |u| (u.server.to_string(), value(u)))
+        };
         family(
             out,
             "schooldns_upstream_errors_total",
@@ -375,7 +413,7 @@ impl Upstreams {
             "upstream",
             self.servers.iter().map(|u| {
                 (
-                    u.addr,
+                    u.server.to_string(),
                     u8::from(u.skip_until_ms.load(Ordering::Relaxed) <= now),
                 )
             }),
@@ -386,9 +424,12 @@ impl Upstreams {
             "gauge",
             "Smoothed round trip (RFC 6298 SRTT).",
             "upstream",
-            self.servers
-                .iter()
-                .map(|u| (u.addr, u.srtt_us.load(Ordering::Relaxed) as f64 / 1e6)),
+            self.servers.iter().map(|u| {
+                (
+                    u.server.to_string(),
+                    u.srtt_us.load(Ordering::Relaxed) as f64 / 1e6,
+                )
+            }),
         );
     }
 }
@@ -431,8 +472,13 @@ fn random_id() -> std::io::Result<u16> {
 }
 
 fn matches(query: &Message, response: &Message) -> bool {
-    response.id() == query.id()
-        && response.message_type() == MessageType::Response
+    response.id() == query.id() && matches_question(query, response)
+}
+
+/// Whether `response` answers `query`'s question (ids are the transport's business over DoT
+/// and DoH, where hickory assigns and matches them).
+fn matches_question(query: &Message, response: &Message) -> bool {
+    response.message_type() == MessageType::Response
         && response.queries().len() == 1
         // Name equality is case-insensitive (an upstream may randomise case, 0x20).
         && response.queries()[0].name() == query.queries()[0].name()
