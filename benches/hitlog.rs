@@ -93,6 +93,7 @@ fn writer_throughput(dir: &Path, distinct: usize) {
                 cname: None,
                 decision: policy.decide(client, &name),
                 policy: Arc::clone(&policy),
+                client_address: config.client_address,
             }
         })
         .collect();

@@ -93,6 +93,7 @@ impl App {
         let resolver = Arc::new(Resolver::new());
         let metrics = Arc::new(Metrics::default());
         let hitlog = HitLog::start(&config.hitlog).context("starting the hit-log writer")?;
+        live.follow_hits(hitlog.sender());
         let refusals = Arc::new(RefusalLimit::new());
         let pipeline = Arc::new(Pipeline::new(
             Arc::clone(&live),

@@ -7,7 +7,7 @@
 //! next snapshot beside the query path and swaps it in whole; the upstreams are kept (with
 //! their round-trip history) when `[upstream]` did not change. What a snapshot cannot hold is
 //! followed here too: the TLS certificate is re-read, and the subscription refresher gets the
-//! new URLs at once. Every changed setting that only a restart applies (sockets, slot tables,
+//! new URLs at once, and the hit log's writer the new `[hitlog]`. Every changed setting that only a restart applies (sockets, slot tables,
 //! the hit log's writer) is named, so the operator is told in the log, in `POST /reload` and in
 //! `schooldns reload`, never silently ignored.
 
@@ -18,6 +18,7 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::access::Access;
 use crate::config::Config;
+use crate::hitlog::HitSender;
 use crate::policy::Policy;
 use crate::resolve::upstream::Upstreams;
 use crate::server::tls::CertStore;
@@ -55,6 +56,8 @@ pub struct Live {
     certs: Mutex<Option<Arc<CertStore>>>,
     /// The subscription refresher's control channel.
     refresher: Mutex<Option<mpsc::Sender<Refresher>>>,
+    /// The hit log's writer.
+    hits: Mutex<Option<HitSender>>,
 }
 
 impl Live {
@@ -70,6 +73,7 @@ impl Live {
             started: config.clone(),
             certs: Mutex::new(None),
             refresher: Mutex::new(None),
+            hits: Mutex::new(None),
         }
     }
 
@@ -81,6 +85,11 @@ impl Live {
     /// Also tells the subscription refresher about each reloaded config.
     pub fn follow_subscriptions(&self, refresher: mpsc::Sender<Refresher>) {
         *self.refresher.lock().unwrap_or_else(|e| e.into_inner()) = Some(refresher);
+    }
+
+    /// Also hands each reloaded `[hitlog]` to the hit log's writer.
+    pub fn follow_hits(&self, hits: HitSender) {
+        *self.hits.lock().unwrap_or_else(|e| e.into_inner()) = Some(hits);
     }
 
     /// The snapshot now; the query path's one load.
@@ -125,6 +134,9 @@ impl Live {
         if let Some(refresher) = &*self.refresher.lock().unwrap_or_else(|e| e.into_inner()) {
             let _ = refresher.send(Refresher::Config(Box::new(config.clone())));
         }
+        if let Some(hits) = &*self.hits.lock().unwrap_or_else(|e| e.into_inner()) {
+            hits.follow(&config.hitlog);
+        }
         restart_needed(&self.started, config)
     }
 }
@@ -156,28 +168,11 @@ pub fn restart_needed(started: &Config, new: &Config) -> Vec<String> {
     differs!(tls.max_connections);
     differs!(reload.debounce_ms);
     differs!(reload.max_shrink);
-    // The hit log's writer, its file and its JSON sink are started once.
+    // The hit log's writer, its file, its queue and its JSON sink are started once; client
+    // addresses, the repeat window, retention and the time zone follow a reload.
     differs!(hitlog.enabled);
     differs!(hitlog.path);
-    differs!(hitlog.client_address);
-    differs!(hitlog.retention_days);
-    differs!(hitlog.repeat_window_secs);
     differs!(hitlog.queue);
     differs!(hitlog.json);
-    // Compared by value: the config's spans move when other lines do.
-    let retention = |c: &Config| {
-        c.hitlog
-            .category_retention_days
-            .iter()
-            .map(|(k, v)| (k.clone(), *v.get_ref()))
-            .collect::<Vec<_>>()
-    };
-    if retention(started) != retention(new) {
-        keys.push("hitlog.category_retention_days".to_string());
-    }
-    let timezone = |c: &Config| c.hitlog.timezone.as_ref().map(|t| t.get_ref().clone());
-    if timezone(started) != timezone(new) {
-        keys.push("hitlog.timezone".to_string());
-    }
     keys
 }

@@ -802,3 +802,35 @@ fn sigterm_flushes_every_hit_and_json_lines_are_written() {
         (Some("a"), Some("adult"))
     );
 }
+
+/// `[hitlog]` settings follow a reload: records made after it leave the client out as the new
+/// `client_address` says, and the reload names nothing as needing a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hit_log_settings_follow_a_reload() {
+    let s = TestServer::start().await;
+    block(&s, LOOP, "porn.example.").await;
+    flush(&s).await;
+    let config = std::fs::read_to_string(s.district.path("schooldns.toml")).unwrap();
+    std::fs::write(
+        s.district.path("schooldns.toml"),
+        config.replace(
+            "[hitlog]\n",
+            "[hitlog]\nclient_address = \"none\"\nrepeat_window_secs = 1\nretention_days = 7\n",
+        ),
+    )
+    .unwrap();
+    let (status, _, body) = http(s.admin.unwrap(), "POST", "/reload", &[]).await;
+    assert!(status.contains(" 200 "), "{status} {body}");
+    assert!(!body.contains("restart"), "{body}");
+    block(&s, LOOP, "www.porn.example.").await;
+    flush(&s).await;
+    let rows = rows(&s.district.path("hits.sqlite"));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        rows[0]["client"].as_str(),
+        Some(LOOP),
+        "made before the reload"
+    );
+    assert_eq!(rows[1]["client"].as_str(), None, "made after it: {rows:?}");
+    s.stop().await;
+}

@@ -841,12 +841,16 @@ async fn a_reload_applies_upstream_and_new_subscriptions_and_names_what_needs_a_
                 s.district.path("cache").display()
             ),
         )
-        .replace("timezone = ", "retention_days = 30\ntimezone = ");
+        .replace(
+            "timezone = ",
+            "queue = 4096\nretention_days = 30\ntimezone = ",
+        );
     std::fs::write(s.district.path("schooldns.toml"), changed).unwrap();
     let (status, body) = http_request(admin, "POST", "/reload").await;
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    // The queue is sized once; retention follows a reload and is not named.
     assert!(
-        body.contains("take effect only after a restart: hitlog.retention_days"),
+        body.contains("take effect only after a restart: hitlog.queue\n"),
         "{body}"
     );
     // The new upstream answers.

@@ -40,6 +40,14 @@ impl HitReader {
             keep: config.client_address,
         }
     }
+
+    /// The same file read with a reloaded `[hitlog]`'s time zone and client-address setting.
+    pub fn following(&self, config: &HitlogConfig) -> HitReader {
+        HitReader {
+            path: self.path.clone(),
+            ..HitReader::new(config)
+        }
+    }
 }
 
 /// Builds the filter from the query parameters, pinned to the role's school.

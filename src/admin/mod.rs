@@ -346,9 +346,10 @@ async fn read_api(
             .push("WWW-Authenticate: Bearer realm=\"schooldns\"".into());
         return response;
     };
+    let reader = state.reader.following(&live.config.hitlog);
     tokio::task::spawn_blocking(move || {
         if request.path == "/api/summary" {
-            api::summary(&request, &role, &state.reader)
+            api::summary(&request, &role, &reader)
         } else {
             let schools: SchoolNames = live
                 .policy
@@ -356,7 +357,7 @@ async fn read_api(
                 .iter()
                 .map(|s| (s.id.clone(), s.name.clone()))
                 .collect();
-            api::hits(&request, &role, &state.reader, &schools)
+            api::hits(&request, &role, &reader, &schools)
         }
     })
     .await

@@ -183,6 +183,13 @@ impl HitSender {
         }
     }
 
+    /// Hands a reloaded `[hitlog]` to the writer (see [`queue::Control::Settings`]).
+    pub fn follow(&self, config: &HitlogConfig) {
+        if let Some(queue) = &self.queue {
+            queue.control(Control::Settings(Box::new(config.clone())));
+        }
+    }
+
     /// Waits until every hit sent before this call is on disk (or failed to be written).
     /// Blocks: for tests, benchmarks and shutdown, never the query path.
     pub fn flush(&self) {
@@ -298,6 +305,7 @@ pub(crate) mod tests {
             cname: None,
             decision: policy.decide(client, &name),
             policy: Arc::clone(policy),
+            client_address: crate::config::ClientAddress::Full,
         }
     }
 

@@ -10,7 +10,7 @@
 //! whatever the other side is doing.
 //!
 //! Each query thread creates its ring on its first hit and hands the consuming end to the
-//! writer through the control channel ([`Control::Ring`]), which also carries flushes and the
+//! writer through the control channel ([`Control::Ring`]), which also carries settings, flushes and the
 //! stop. That channel is unbounded and its receiver never sleeps in it, so its senders never
 //! take a lock either.
 
@@ -28,6 +28,9 @@ pub enum Control {
     Ring(Consumer<HitEvent>),
     /// Write everything handed over so far, then answer.
     Flush(mpsc::Sender<()>),
+    /// Follow a reloaded `[hitlog]`: client addresses, repeat window, retention, time zone
+    /// (the file, the queue and the JSON sink stay as started).
+    Settings(Box<crate::config::HitlogConfig>),
     /// Write everything and stop.
     Stop,
 }

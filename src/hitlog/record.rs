@@ -30,6 +30,9 @@ pub struct HitEvent {
     pub decision: Decision,
     /// The policy the decision was made under.
     pub policy: Arc<Policy>,
+    /// How the client's address is kept (`[hitlog] client_address` of the config the query
+    /// was answered under, so a reload's privacy setting holds from its very next query).
+    pub client_address: crate::config::ClientAddress,
 }
 
 /// A hit as stored: one row of the `hits` table.

@@ -19,7 +19,7 @@ use super::queue::{Control, HitDrain};
 use super::record::{HitEvent, HitRecord};
 use super::store::{Repeat, Store};
 use super::{HitStats, jsonlog, now_ms};
-use crate::config::{ClientAddress, HitlogConfig};
+use crate::config::HitlogConfig;
 use rustc_hash::FxHashMap;
 
 /// Oldest a new record may get before its batch is committed.
@@ -77,7 +77,6 @@ enum Row {
 
 struct Writer {
     config: HitlogConfig,
-    keep: ClientAddress,
     window_ms: i64,
     retention: BTreeMap<String, u32>,
     stats: Arc<HitStats>,
@@ -117,7 +116,6 @@ impl Writer {
             .collect();
         let json = jsonlog::enabled().then(|| super::time::zone(&config));
         Writer {
-            keep: config.client_address,
             window_ms: (config.repeat_window_secs as i64).saturating_mul(1000),
             retention,
             stats,
@@ -139,6 +137,22 @@ impl Writer {
         }
     }
 
+    /// Follows a reloaded `[hitlog]`: the repeat window, retention (a pass runs at once) and
+    /// the JSON log's time zone. (Client addresses are kept as each event says.) The file
+    /// stays the one started with.
+    fn follow(&mut self, config: HitlogConfig) {
+        let path = std::mem::take(&mut self.config.path);
+        let next = Writer::new(config, Arc::clone(&self.stats));
+        self.window_ms = next.window_ms;
+        self.retention = next.retention;
+        self.json = next.json;
+        self.config = HitlogConfig {
+            path,
+            ..next.config
+        };
+        self.next_expire = Instant::now();
+    }
+
     /// Takes hits from the rings and control messages until stopped. The writer never sleeps
     /// inside a channel (a sender would then have to wake it under the channel's lock, and
     /// this `SCHED_IDLE` thread may be preempted holding it): it looks, and naps while there
@@ -152,6 +166,7 @@ impl Writer {
             loop {
                 match control.try_recv() {
                     Ok(Control::Ring(ring)) => drain.add(ring),
+                    Ok(Control::Settings(config)) => self.follow(*config),
                     Ok(Control::Flush(ack)) => {
                         // Every hit handed over before the flush is in a ring by now.
                         self.take_waiting(&mut drain);
@@ -305,14 +320,14 @@ impl Writer {
         let quick = self
             .json
             .is_none()
-            .then(|| HitRecord::quick_repeat_key(event, self.keep));
+            .then(|| HitRecord::quick_repeat_key(event, event.client_address));
         if let Some(quick) = quick
             && let Some(&(_, key)) = self.quick.get(&quick)
             && self.fold(key, at)
         {
             return;
         }
-        let Some(record) = HitRecord::from_event(event, self.keep) else {
+        let Some(record) = HitRecord::from_event(event, event.client_address) else {
             self.stats.count_lost(1, at);
             return;
         };
@@ -493,7 +508,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = HitlogConfig {
             path: dir.path().join("hits.sqlite"),
-            client_address: ClientAddress::Masked,
             ..HitlogConfig::default()
         };
         let stats = Arc::new(HitStats::default());
@@ -507,11 +521,15 @@ mod tests {
                 .unwrap();
         let after = Arc::new(crate::policy::compile(&loaded).unwrap());
         assert_ne!(before.version(), after.version());
-        writer.accept(&event_from(&before, "10.0.0.1", "x.example"));
-        writer.accept(&event_from(&before, "10.0.0.2", "x.example"));
-        writer.accept(&event_from(&after, "10.0.0.1", "x.example"));
-        writer.accept(&event_from(&before, "10.0.0.1", "y.example"));
-        writer.accept(&event_from(&before, "10.0.1.1", "x.example"));
+        let masked = |policy, client, name| HitEvent {
+            client_address: crate::config::ClientAddress::Masked,
+            ..event_from(policy, client, name)
+        };
+        writer.accept(&masked(&before, "10.0.0.1", "x.example"));
+        writer.accept(&masked(&before, "10.0.0.2", "x.example"));
+        writer.accept(&masked(&after, "10.0.0.1", "x.example"));
+        writer.accept(&masked(&before, "10.0.0.1", "y.example"));
+        writer.accept(&masked(&before, "10.0.1.1", "x.example"));
         let counts: Vec<(&str, i64)> = writer
             .inserts
             .iter()
@@ -529,7 +547,7 @@ mod tests {
         assert_eq!(stats.repeats.load(Ordering::Relaxed), 2);
         writer.write();
         // Once stored, a repeat becomes an update of the stored row.
-        writer.accept(&event_from(&after, "10.0.0.9", "x.example"));
+        writer.accept(&masked(&after, "10.0.0.9", "x.example"));
         assert!(writer.inserts.is_empty());
         writer.write();
         let rows: Vec<(String, i64)> = rusqlite::Connection::open(&config.path)

@@ -256,7 +256,7 @@ impl Pipeline {
                 }));
             }
         };
-        Handled::Done(self.exit(Some(&request), &origin, Some(policy), exit))
+        Handled::Done(self.exit(Some(&request), &origin, Some(&snapshot), exit))
     }
 
     /// Completes a query that needs an upstream.
@@ -290,7 +290,7 @@ impl Pipeline {
             }
         };
         let origin = Origin::plain(SocketAddr::new(client, 0), protocol);
-        self.exit(Some(&request), &origin, Some(policy), exit)
+        self.exit(Some(&request), &origin, Some(&snapshot), exit)
     }
 
     /// Decides once what to do with a query.
@@ -448,7 +448,7 @@ impl Pipeline {
         &self,
         request: Option<&Request<'_>>,
         origin: &Origin<'_>,
-        policy: Option<&Arc<Policy>>,
+        snapshot: Option<&Snapshot>,
         exit: Exit,
     ) -> Option<Vec<u8>> {
         let rcode = match &exit.bytes {
@@ -456,9 +456,10 @@ impl Pipeline {
             None => ResponseCode::Refused,
         };
         self.metrics.record(origin.protocol, exit.outcome, rcode);
-        if let (Some((decision, cname)), Some(policy), Some(request)) =
-            (exit.block, policy, request)
+        if let (Some((decision, cname)), Some(snapshot), Some(request)) =
+            (exit.block, snapshot, request)
         {
+            let policy = &snapshot.policy;
             let category = decision.rule.map_or("policy", |r| policy.rule_category(&r));
             let profile = decision
                 .profile
@@ -474,6 +475,7 @@ impl Pipeline {
                     cname: cname.as_ref().map(|c| c.as_str().into()),
                     decision,
                     policy: Arc::clone(policy),
+                    client_address: snapshot.config.hitlog.client_address,
                 });
             }
         }
