@@ -247,3 +247,64 @@ async fn an_upstream_with_the_wrong_name_is_refused() {
     s.stop().await;
     upstream.stop().await;
 }
+
+/// An encrypted upstream that closes its idle connections (here after 1 s) costs a client
+/// nothing: the question that finds the kept connection closed is asked again on a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_kept_connection_is_reopened_without_failing_a_question() {
+    use crate::devices::{DEVICES, PRIMARY, encrypted_config, sni};
+    let pki = crate::common::tls::TestPki::new();
+    let config = encrypted_config("").replace("[tls]\n", "[tls]\nidle_timeout_secs = 1\n");
+    let upstream = TestServer::start_prepared(&config, |district| {
+        pki.write(district.dir.path());
+        district.write("devices.toml", DEVICES);
+    })
+    .await;
+    for server in [
+        format!("tls://{}@{}", upstream.dot.unwrap(), sni(PRIMARY)),
+        format!(
+            "https://{}@{}/dns-query/{PRIMARY}",
+            upstream.doh.unwrap(),
+            crate::common::tls::HOSTNAME
+        ),
+    ] {
+        let s = forwarding_to(&pki, &server).await;
+        for round in 0..2 {
+            let name = format!("idle{round}.{}.example.", server.len());
+            let answer = udp_query(s.udp, SCHOOL, &query_message(&name, RecordType::A, true)).await;
+            assert_eq!(
+                answer.response_code(),
+                ResponseCode::NoError,
+                "{server} round {round}"
+            );
+            if round == 0 {
+                // Past the upstream's idle timeout: it closes the kept connection.
+                let (_, _, body) = http(upstream.admin.unwrap(), "GET", "/metrics", &[]).await;
+                assert_eq!(
+                    metric(&body, "schooldns_connections_open{listener=\"tls\"}"),
+                    Some(1.0)
+                );
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let (_, _, body) = http(upstream.admin.unwrap(), "GET", "/metrics", &[]).await;
+                    if metric(&body, "schooldns_connections_open{listener=\"tls\"}") == Some(0.0) {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "the upstream never closed it");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let (_, _, ours) = http(s.admin.unwrap(), "GET", "/metrics", &[]).await;
+        assert_eq!(
+            metric(
+                &ours,
+                &format!("schooldns_upstream_errors_total{{upstream=\"{server}\"}}")
+            ),
+            Some(0.0),
+            "{ours}"
+        );
+        s.stop().await;
+    }
+    upstream.stop().await;
+}
