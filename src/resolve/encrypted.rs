@@ -9,7 +9,6 @@
 //! Certificates are checked against the Mozilla roots built in (`webpki-roots`) and any
 //! authority in `[upstream] ca_file`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -52,22 +51,10 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
-/// Where an encrypted upstream is, and how to reach it.
-enum Kind {
-    Tls {
-        addr: SocketAddr,
-        name: String,
-    },
-    Https {
-        addr: SocketAddr,
-        name: String,
-        path: String,
-    },
-}
-
 /// One encrypted upstream's kept connection.
 pub struct Connection {
-    kind: Kind,
+    /// A `tls://` or `https://` upstream.
+    server: UpstreamServer,
     tls: Arc<rustls::ClientConfig>,
     /// The open connection, if any. A tokio mutex: held across the connect, so that a burst
     /// of questions opens one connection, not one each.
@@ -77,20 +64,11 @@ pub struct Connection {
 impl Connection {
     /// The connection of an encrypted upstream; `None` for plain DNS.
     pub fn new(server: &UpstreamServer, tls: &Arc<rustls::ClientConfig>) -> Option<Connection> {
-        let kind = match server {
-            UpstreamServer::Plain(_) => return None,
-            UpstreamServer::Tls { addr, name } => Kind::Tls {
-                addr: *addr,
-                name: name.clone(),
-            },
-            UpstreamServer::Https { addr, name, path } => Kind::Https {
-                addr: *addr,
-                name: name.clone(),
-                path: path.clone(),
-            },
-        };
+        if let UpstreamServer::Plain(_) = server {
+            return None;
+        }
         Some(Connection {
-            kind,
+            server: server.clone(),
             tls: Arc::clone(tls),
             current: Mutex::new(None),
         })
@@ -103,8 +81,13 @@ impl Connection {
             return Ok((exchange.clone(), false));
         }
         let provider = TokioRuntimeProvider::new();
-        let (exchange, background) = match &self.kind {
-            Kind::Tls { addr, name } => {
+        let (exchange, background) = match &self.server {
+            UpstreamServer::Plain(addr) => {
+                return Err(std::io::Error::other(format!(
+                    "{addr} is a plain DNS upstream"
+                )));
+            }
+            UpstreamServer::Tls { addr, name } => {
                 let (stream, sender) = hickory_proto::rustls::tls_client_connect(
                     *addr,
                     name.clone(),
@@ -117,7 +100,7 @@ impl Connection {
                     .map_err(std::io::Error::other)?;
                 (exchange, tokio::spawn(background))
             }
-            Kind::Https { addr, name, path } => {
+            UpstreamServer::Https { addr, name, path } => {
                 let connect = hickory_proto::h2::HttpsClientStreamBuilder::with_client_config(
                     Arc::clone(&self.tls),
                     provider,
