@@ -4,7 +4,7 @@
 //! 1. [`request::parse`] reads the packet once: the common shape in place, anything unusual
 //!    through hickory; errors (FORMERR, NOTIMP, BADVERS) are answered there, responses ignored.
 //! 2. The policy snapshot is loaded once and decides once, by network for plain DNS and by
-//!    device token for DoT and DoH, into a [`Plan`]: refuse, block, answer now (a fresh cache
+//!    device token for DoT and DoH, into a `Plan`: refuse, block, answer now (a fresh cache
 //!    entry, the RFC 8482 ANY answer, a rewrite whose target is cached), or ask upstream.
 //! 3. The cache is looked up once: fresh, stale or miss; a miss (or a stale entry) is asked
 //!    upstream, and the stale entry is served only if every upstream fails.
@@ -12,7 +12,7 @@
 //!    into a blocked one) before it is sent.
 //! 5. [`answer`] writes the bytes, the same for every transport (UDP answers are cut to the
 //!    client's size with TC set).
-//! 6. [`Pipeline::exit`] is the one place that counts the query and records a block in the hit
+//! 6. `Pipeline::exit` is the one place that counts the query and records a block in the hit
 //!    log.
 
 pub mod answer;
