@@ -222,7 +222,7 @@ fn reads(dir: &Path, n: usize) {
     );
     let zone = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
     let week = HitFilter {
-        school: Some("school-042".into()),
+        schools: vec!["school-042".into()],
         since_ms: Some(now - 7 * DAY_MS),
         ..HitFilter::default()
     };
@@ -236,7 +236,7 @@ fn reads(dir: &Path, n: usize) {
         "week summary, one school: median {median:.1} ms, worst {worst:.1} ms ({rows} day×category rows; target ≤ 200 ms)"
     );
     let page = HitFilter {
-        category: Some("malware".into()),
+        categories: vec!["malware".into()],
         ..week.clone()
     };
     let (median, worst, rows) = time_ms(runs, || {

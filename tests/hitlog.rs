@@ -676,6 +676,30 @@ async fn hits_command_lists_ranks_summarises_and_exports() {
         err.contains("--since") && err.contains("last tuesday"),
         "{err}"
     );
+
+    // Several categories at once, and a part of the name.
+    let (code, json, err) = hits(&["--format", "json", "--category", "adult,social"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json.lines().count(), 3, "{json}");
+    let (_, json, _) = hits(&[
+        "--format",
+        "json",
+        "--category",
+        "social",
+        "--category",
+        "adult",
+    ]);
+    assert_eq!(json.lines().count(), 3, "{json}");
+    let (_, json, _) = hits(&["--format", "json", "--name", "WWW."]);
+    assert_eq!(json.lines().count(), 1, "{json}");
+    let (_, top, _) = hits(&["--top", "devices", "--format", "json"]);
+    assert!(top.lines().all(|l| l.contains("\"device\"")), "{top}");
+    // An unknown category or school is an error that names it, never an empty answer.
+    for (flag, value) in [("--category", "malwar"), ("--school", "nowhere")] {
+        let (code, out, err) = hits(&[flag, value]);
+        assert_eq!(code, Some(2), "{flag} {value}: {out}");
+        assert!(err.contains(value) && err.contains(flag), "{err}");
+    }
     s.stop().await;
 }
 
@@ -832,5 +856,117 @@ async fn hit_log_settings_follow_a_reload() {
         "made before the reload"
     );
     assert_eq!(rows[1]["client"].as_str(), None, "made after it: {rows:?}");
+    s.stop().await;
+}
+
+/// The read API as a police officer scripts it: several categories (repeated or comma
+/// separated), a name part, a CSV export of exactly the filtered records, rankings by every
+/// column, and a 400 naming any parameter, school or category it does not know, so a
+/// misspelt filter never returns every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_takes_lists_names_csv_and_top_and_names_what_it_does_not_know() {
+    let s = TestServer::start().await;
+    let admin = s.admin.unwrap();
+    for i in 0..5 {
+        block(&s, LOOP, &format!("n{i}.porn.example.")).await;
+    }
+    for i in 0..3 {
+        block(&s, KIM_DONG, &format!("k{i}.social.example.")).await;
+    }
+    block(&s, KIM_DONG, "tiktok-clips.porn.example.").await;
+    flush(&s).await;
+    let police = Some("police-token");
+    let count = |body: &Value| body["hits"].as_array().map_or(0, Vec::len);
+
+    for query in [
+        "/api/hits?category=adult,social",
+        "/api/hits?category=adult&category=social",
+        "/api/hits?category=adult,%20social",
+    ] {
+        let (status, body) = api(admin, query, police).await;
+        assert!(status.contains(" 200 "), "{query}: {status} {body}");
+        assert_eq!(count(&body), 9, "{query}");
+    }
+    let (_, body) = api(admin, "/api/hits?category=social", police).await;
+    assert_eq!(count(&body), 3);
+    let (_, body) = api(admin, "/api/hits?name=TIKTOK", police).await;
+    assert_eq!(count(&body), 1, "{body}");
+    assert_eq!(body["hits"][0]["qname"], "tiktok-clips.porn.example");
+    let (_, body) = api(admin, "/api/hits?name=_", police).await;
+    assert_eq!(count(&body), 0, "`_` is an underscore, not a wildcard");
+    let (_, body) = api(
+        admin,
+        "/api/hits?school=loop,th-kim-dong&category=adult",
+        police,
+    )
+    .await;
+    assert_eq!(count(&body), 6);
+
+    for (query, named) in [
+        ("/api/hits?categroy=adult", "categroy"),
+        ("/api/hits?qname=x", "qname"),
+        ("/api/hits?format=xml", "xml"),
+        ("/api/hits?category=malwar", "malwar"),
+        ("/api/hits?school=nowhere", "nowhere"),
+        ("/api/hits?name=a&name=b", "name"),
+        ("/api/summary?limit=5", "limit"),
+        ("/api/top?by=colours", "by"),
+        ("/api/top", "by"),
+    ] {
+        let (status, body) = api(admin, query, police).await;
+        assert!(status.contains(" 400 "), "{query}: {status} {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(named), "{query}: {error}");
+    }
+
+    // CSV: exactly the filtered records, BOM first, local time beside UTC.
+    let (status, head, csv) = http(
+        admin,
+        "GET",
+        "/api/hits?category=adult&format=csv",
+        &[("Authorization", "Bearer police-token")],
+    )
+    .await;
+    assert!(status.contains(" 200 "), "{status}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: text/csv"), "{head}");
+    assert!(head.contains("attachment"), "{head}");
+    assert!(csv.starts_with('\u{feff}'), "BOM");
+    let lines: Vec<&str> = csv.trim_end().lines().collect();
+    assert_eq!(lines.len(), 1 + 6, "{csv}");
+    assert!(
+        lines[0].contains("time_local (Asia/Ho_Chi_Minh)"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1..].iter().all(|l| l.contains(",adult,")), "{csv}");
+
+    // Rankings, each within the reader's scope.
+    let (status, top) = api(admin, "/api/top?by=schools", police).await;
+    assert!(status.contains(" 200 "), "{status} {top}");
+    assert_eq!(top["top"][0]["key"], "loop");
+    assert_eq!(top["top"][0]["hits"], 5);
+    assert_eq!(top["top"][1]["key"], "th-kim-dong");
+    let (_, top) = api(admin, "/api/top?by=categories&school=th-kim-dong", police).await;
+    assert_eq!(top["top"][0]["key"], "social", "{top}");
+    let (_, top) = api(admin, "/api/top?by=names&limit=2", police).await;
+    assert_eq!(top["top"].as_array().unwrap().len(), 2);
+    let (_, top) = api(admin, "/api/top?by=schools", Some("loop-token")).await;
+    assert_eq!(top["top"].as_array().unwrap().len(), 1, "{top}");
+    assert_eq!(top["top"][0]["key"], "loop");
+    let (status, _) = api(
+        admin,
+        "/api/top?by=names&school=th-kim-dong",
+        Some("loop-token"),
+    )
+    .await;
+    assert!(status.contains(" 403 "), "{status}");
+    let (status, _) = api(
+        admin,
+        "/api/hits?school=loop,th-kim-dong",
+        Some("loop-token"),
+    )
+    .await;
+    assert!(status.contains(" 403 "), "{status}");
     s.stop().await;
 }

@@ -1,4 +1,7 @@
-//! The hit-log read API: `GET /api/hits` and `GET /api/summary`, by bearer token.
+//! The hit-log read API: `GET /api/hits` (JSON pages or a CSV export), `GET /api/top` and
+//! `GET /api/summary`, by bearer token. Every path refuses a parameter it does not take, and
+//! an unknown school or category, with a 400 that names it: a misspelt filter must never
+//! quietly return every record.
 //!
 //! The reader's role is settled first: a `school:<id>` token's filter is pinned to that school
 //! before any parameter is read, and asking for another school is refused (403), so no
@@ -12,14 +15,16 @@ use serde_json::{Value, json};
 use super::http::{Request, Response};
 use crate::access::Role;
 use crate::config::{ClientAddress, HitlogConfig};
-use crate::hitlog::export::{SchoolNames, record_value};
-use crate::hitlog::query::{self, Cursor, HitFilter};
+use crate::hitlog::export::{self, Format, SchoolNames, record_value};
+use crate::hitlog::query::{self, Cursor, HitFilter, TopBy};
 use crate::hitlog::{now_ms, schema, store, time};
 
 /// Records per page unless `limit` says otherwise.
 const DEFAULT_LIMIT: usize = 100;
 /// Most records per page.
 const MAX_LIMIT: usize = 1000;
+/// Ranked values unless `limit` says otherwise.
+const DEFAULT_TOP: usize = 20;
 /// `/api/summary` covers this much unless `since` says otherwise.
 const DEFAULT_SUMMARY_DAYS: i64 = 7;
 
@@ -50,30 +55,98 @@ impl HitReader {
     }
 }
 
-/// Builds the filter from the query parameters, pinned to the role's school.
-fn filter(request: &Request, role: &Role, reader: &HitReader) -> Result<HitFilter, Response> {
-    let asked_school = request.param("school");
-    let school = match (role.school(), asked_school) {
-        (Some(own), Some(asked)) if asked != own => {
-            return Err(Response::error(
-                "403 Forbidden",
-                format!("this token may only read school {own}"),
-            ));
+/// What readers may name: the configured schools (id → name) and every category a record can
+/// carry (the configured ones and the built-in ones).
+pub struct Known {
+    /// School ids and names.
+    pub schools: SchoolNames,
+    /// Category names.
+    pub categories: Vec<String>,
+}
+
+/// Parameters every read path takes: the filter.
+const FILTER_PARAMS: [&str; 7] = [
+    "school", "category", "client", "device", "name", "since", "until",
+];
+
+/// A 400 naming what was wrong.
+fn bad(message: impl Into<String>) -> Response {
+    Response::error("400 Bad Request", message)
+}
+
+/// Refuses a parameter the path does not take (a misspelt filter must not widen the answer to
+/// every record) and a single-valued one given twice.
+fn check_params(request: &Request, own: &[&str]) -> Result<(), Response> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, _) in &request.query {
+        let name = name.as_str();
+        if !FILTER_PARAMS.contains(&name) && !own.contains(&name) {
+            let mut known: Vec<&str> = FILTER_PARAMS.to_vec();
+            known.extend(own);
+            return Err(bad(format!(
+                "unknown parameter `{name}`; {} takes {}",
+                request.path,
+                known.join(", ")
+            )));
         }
-        (Some(own), _) => Some(own.to_string()),
-        (None, asked) => asked.map(str::to_string),
+        let listed = name == "school" || name == "category";
+        if !listed && seen.contains(&name) {
+            return Err(bad(format!("`{name}` given twice")));
+        }
+        seen.push(name);
+    }
+    Ok(())
+}
+
+/// Builds the filter from the query parameters, pinned to the role's school: a school's
+/// reader asking for any other school is refused (403) before anything else is read.
+fn filter(
+    request: &Request,
+    role: &Role,
+    reader: &HitReader,
+    known: &Known,
+) -> Result<HitFilter, Response> {
+    let asked = HitFilter::list(request.params("school"));
+    let schools = match role.school() {
+        Some(own) => {
+            if let Some(other) = asked.iter().find(|s| s.as_str() != own) {
+                return Err(Response::error(
+                    "403 Forbidden",
+                    format!("this token may only read school {own}, not {other}"),
+                ));
+            }
+            vec![own.to_string()]
+        }
+        None => {
+            if let Some(unknown) = asked.iter().find(|s| !known.schools.contains_key(*s)) {
+                let ids: Vec<&str> = known.schools.keys().map(String::as_str).collect();
+                return Err(bad(format!(
+                    "unknown school `{unknown}`; schools: {}",
+                    ids.join(", ")
+                )));
+            }
+            asked
+        }
     };
+    let categories = HitFilter::list(request.params("category"));
+    if let Some(unknown) = categories.iter().find(|c| !known.categories.contains(c)) {
+        return Err(bad(format!(
+            "unknown category `{unknown}`; categories: {}",
+            known.categories.join(", ")
+        )));
+    }
     let now = now_ms();
     let instant = |name: &str| -> Result<Option<i64>, Response> {
         request
             .param(name)
             .map(|text| time::parse_instant(text, &reader.zone, now))
             .transpose()
-            .map_err(|e| Response::error("400 Bad Request", format!("{name}: {e}")))
+            .map_err(|e| bad(format!("{name}: {e}")))
     };
     Ok(HitFilter {
-        school,
-        category: request.param("category").map(str::to_string),
+        schools,
+        categories,
+        name: request.param("name").map(str::to_string),
         client: request
             .param("client")
             .map(|c| HitFilter::client_from(c, reader.keep)),
@@ -83,31 +156,45 @@ fn filter(request: &Request, role: &Role, reader: &HitReader) -> Result<HitFilte
     })
 }
 
-/// `GET /api/hits`: `{"hits": [...], "next": cursor|null, "timezone": ...}`.
-pub fn hits(request: &Request, role: &Role, reader: &HitReader, schools: &SchoolNames) -> Response {
-    let filter = match filter(request, role, reader) {
+/// `limit`: `default` when absent, else 1 to `most`.
+fn limit(request: &Request, default: usize, most: usize) -> Result<usize, Response> {
+    match request.param("limit").map(str::parse::<usize>) {
+        None => Ok(default),
+        Some(Ok(n)) if (1..=most).contains(&n) => Ok(n),
+        Some(_) => Err(bad(format!("limit: expected 1 to {most}"))),
+    }
+}
+
+/// `GET /api/hits`: `{"hits": [...], "next": cursor|null, "timezone": ...}`, or with
+/// `format=csv` every matching record as CSV (UTF-8 with BOM, local time beside UTC).
+pub fn hits(request: &Request, role: &Role, reader: &HitReader, known: &Known) -> Response {
+    if let Err(response) = check_params(request, &["limit", "cursor", "format"]) {
+        return response;
+    }
+    let filter = match filter(request, role, reader, known) {
         Ok(f) => f,
         Err(response) => return response,
     };
-    let limit = match request.param("limit").map(str::parse::<usize>) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            return Response::error(
-                "400 Bad Request",
-                format!("limit: expected 1 to {MAX_LIMIT}"),
-            );
-        }
+    let csv = match request.param("format") {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return bad(format!("format: `{other}` is not json or csv")),
+    };
+    let limit = match (csv, request.param("limit")) {
+        // An export is the whole filter unless a limit is asked for.
+        (true, None) => None,
+        _ => match limit(request, DEFAULT_LIMIT, MAX_LIMIT) {
+            Ok(n) => Some(n),
+            Err(response) => return response,
+        },
     };
     let cursor = match request.param("cursor").map(Cursor::decode) {
         None => None,
         Some(Some(c)) => Some(c),
-        Some(None) => {
-            return Response::error("400 Bad Request", "cursor: not a cursor from `next`");
-        }
+        Some(None) => return bad("cursor: not a cursor from `next`"),
     };
     let page = match open(reader) {
-        Ok(Some(conn)) => match query::list(&conn, &filter, Some(limit), cursor) {
+        Ok(Some(conn)) => match query::list(&conn, &filter, limit, cursor) {
             Ok(page) => page,
             Err(err) => return QueryFailed::from(err).into(),
         },
@@ -117,10 +204,34 @@ pub fn hits(request: &Request, role: &Role, reader: &HitReader, schools: &School
         },
         Err(err) => return err.into(),
     };
+    if csv {
+        let mut out = Vec::new();
+        let written = export::write_records(
+            &mut out,
+            Format::Csv,
+            &page.hits,
+            &reader.zone,
+            &known.schools,
+        );
+        if written.is_err() {
+            return Response::error("500 Internal Server Error", "export failed");
+        }
+        let mut response = Response::text("200 OK", String::from_utf8_lossy(&out));
+        response.content_type = "text/csv; charset=utf-8";
+        response
+            .headers
+            .push("Content-Disposition: attachment; filename=\"schooldns-hits.csv\"".into());
+        if let Some(next) = page.next {
+            response
+                .headers
+                .push(format!("X-Next-Cursor: {}", next.encode()));
+        }
+        return response;
+    }
     let hits: Vec<Value> = page
         .hits
         .iter()
-        .map(|r| record_value(r, &reader.zone, Some(schools)))
+        .map(|r| record_value(r, &reader.zone, Some(&known.schools)))
         .collect();
     Response::json(
         "200 OK",
@@ -132,9 +243,40 @@ pub fn hits(request: &Request, role: &Role, reader: &HitReader, schools: &School
     )
 }
 
+/// `GET /api/top?by=names|clients|devices|categories|schools`: the values with the most hits
+/// under the filter, `{"by": ..., "top": [{"key", "hits", "records"}]}`.
+pub fn top(request: &Request, role: &Role, reader: &HitReader, known: &Known) -> Response {
+    if let Err(response) = check_params(request, &["by", "limit"]) {
+        return response;
+    }
+    let filter = match filter(request, role, reader, known) {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let Some(by) = request.param("by").and_then(TopBy::parse) else {
+        return bad(format!("by: expected one of {}", TopBy::ALL.join(", ")));
+    };
+    let limit = match limit(request, DEFAULT_TOP, MAX_LIMIT) {
+        Ok(n) => n,
+        Err(response) => return response,
+    };
+    let rows = match open(reader) {
+        Ok(Some(conn)) => match query::top(&conn, &filter, by, limit) {
+            Ok(rows) => rows,
+            Err(err) => return QueryFailed::from(err).into(),
+        },
+        Ok(None) => Vec::new(),
+        Err(err) => return err.into(),
+    };
+    Response::json("200 OK", &json!({ "by": by.column(), "top": rows }))
+}
+
 /// `GET /api/summary`: hits per local day × category × school (default: the last 7 days).
-pub fn summary(request: &Request, role: &Role, reader: &HitReader) -> Response {
-    let mut filter = match filter(request, role, reader) {
+pub fn summary(request: &Request, role: &Role, reader: &HitReader, known: &Known) -> Response {
+    if let Err(response) = check_params(request, &[]) {
+        return response;
+    }
+    let mut filter = match filter(request, role, reader, known) {
         Ok(f) => f,
         Err(response) => return response,
     };

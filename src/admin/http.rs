@@ -72,7 +72,15 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The first value of a query parameter, if present and non-empty.
+    /// Every value of a query parameter given more than once, in order.
+    pub fn params<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.query
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a query parameter, if given and not empty.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()

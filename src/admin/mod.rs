@@ -22,7 +22,6 @@ use tokio::sync::watch;
 
 use crate::devices::setup::SetupPages;
 use crate::hitlog::HitStats;
-use crate::hitlog::export::SchoolNames;
 use crate::live::Live;
 use crate::metrics::{Metrics, escape};
 use crate::reload::ReloadStats;
@@ -189,6 +188,7 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/health", get(health_route))
         .route("/api/hits", get(read_api))
         .route("/api/summary", get(read_api))
+        .route("/api/top", get(read_api))
         .route("/setup/{*rest}", get(setup_route))
         .route("/apple/{*rest}", get(setup_route))
         .fallback(not_found)
@@ -347,18 +347,25 @@ async fn read_api(
         return response;
     };
     let reader = state.reader.following(&live.config.hitlog);
-    tokio::task::spawn_blocking(move || {
-        if request.path == "/api/summary" {
-            api::summary(&request, &role, &reader)
-        } else {
-            let schools: SchoolNames = live
-                .policy
-                .schools()
-                .iter()
-                .map(|s| (s.id.clone(), s.name.clone()))
-                .collect();
-            api::hits(&request, &role, &reader, &schools)
-        }
+    let known = api::Known {
+        schools: live
+            .policy
+            .schools()
+            .iter()
+            .map(|s| (s.id.clone(), s.name.clone()))
+            .collect(),
+        categories: live
+            .policy
+            .categories()
+            .iter()
+            .map(|c| c.name.clone())
+            .chain(crate::policy::BUILT_IN_CATEGORIES.map(String::from))
+            .collect(),
+    };
+    tokio::task::spawn_blocking(move || match request.path.as_str() {
+        "/api/summary" => api::summary(&request, &role, &reader, &known),
+        "/api/top" => api::top(&request, &role, &reader, &known),
+        _ => api::hits(&request, &role, &reader, &known),
     })
     .await
     .unwrap_or_else(|_| Response::error("500 Internal Server Error", "query failed"))

@@ -18,12 +18,15 @@ pub struct HitsArgs {
     /// Config file (to find the hit log and its time zone).
     #[arg(long, short, default_value = crate::config::DEFAULT_CONFIG_PATH)]
     pub config: std::path::PathBuf,
-    /// Only this school's records.
+    /// Only these schools' records (repeat the flag, or separate ids with commas).
     #[arg(long)]
-    pub school: Option<String>,
-    /// Only this category.
+    pub school: Vec<String>,
+    /// Only these categories (repeat the flag, or `--category malware,phishing`).
     #[arg(long)]
-    pub category: Option<String>,
+    pub category: Vec<String>,
+    /// Only names containing this (e.g. `tiktok`).
+    #[arg(long)]
+    pub name: Option<String>,
     /// Only this client (an address is masked as `[hitlog] client_address` stores it).
     #[arg(long)]
     pub client: Option<String>,
@@ -36,8 +39,8 @@ pub struct HitsArgs {
     /// Until (exclusive), same forms as `--since`.
     #[arg(long)]
     pub until: Option<String>,
-    /// Rank instead of listing: `names`, `clients`, `categories` or `schools`.
-    #[arg(long, value_parser = ["names", "clients", "categories", "schools"])]
+    /// Rank instead of listing: `names`, `clients`, `devices`, `categories` or `schools`.
+    #[arg(long, value_parser = query::TopBy::ALL)]
     pub top: Option<String>,
     /// Counts per local day × category × school instead of records.
     #[arg(long, conflicts_with = "top")]
@@ -65,8 +68,9 @@ pub fn run(args: &HitsArgs) -> anyhow::Result<ExitCode> {
             .transpose()
     };
     let filter = HitFilter {
-        school: args.school.clone(),
-        category: args.category.clone(),
+        schools: HitFilter::list(args.school.iter().map(String::as_str)),
+        categories: HitFilter::list(args.category.iter().map(String::as_str)),
+        name: args.name.clone(),
         client: args
             .client
             .as_deref()
@@ -75,14 +79,37 @@ pub fn run(args: &HitsArgs) -> anyhow::Result<ExitCode> {
         since_ms: instant("since", &args.since)?,
         until_ms: instant("until", &args.until)?,
     };
-    if let Some(school) = &filter.school
-        && !loaded
-            .config
+    let config = &loaded.config;
+    if let Some(unknown) = filter
+        .schools
+        .iter()
+        .find(|id| !config.schools.iter().any(|s| s.id.get_ref() == *id))
+    {
+        let ids: Vec<&str> = config
             .schools
             .iter()
-            .any(|s| s.id.get_ref() == school)
-    {
-        eprintln!("warning: no school `{school}` in {}", args.config.display());
+            .map(|s| s.id.get_ref().as_str())
+            .collect();
+        bail!(
+            "--school: no school `{unknown}` in {} (schools: {})",
+            args.config.display(),
+            ids.join(", ")
+        );
+    }
+    if let Some(unknown) = filter.categories.iter().find(|c| {
+        !config.categories.contains_key(*c)
+            && !crate::policy::BUILT_IN_CATEGORIES.contains(&c.as_str())
+    }) {
+        let names: Vec<&str> = config
+            .categories
+            .keys()
+            .map(String::as_str)
+            .chain(crate::policy::BUILT_IN_CATEGORIES)
+            .collect();
+        bail!(
+            "--category: no category `{unknown}` (categories: {})",
+            names.join(", ")
+        );
     }
     let format = Format::parse(&args.format).context("format")?;
     let path = &hitlog.path;

@@ -4,8 +4,7 @@
 
 use super::{ConfigError, LoadedConfig};
 
-/// Built-in rule categories a retention override may name besides the configured ones.
-const BUILT_IN_CATEGORIES: [&str; 2] = ["bypass-protection", "safe-search"];
+use crate::policy::BUILT_IN_CATEGORIES;
 
 /// Runs every check; the first failure is returned.
 pub fn check(loaded: &LoadedConfig) -> Result<(), ConfigError> {

@@ -15,13 +15,15 @@ use super::record::{HitRecord, client_address};
 use super::store::{record_from_row, select_records};
 use crate::config::ClientAddress;
 
-/// Which records a query covers. Every field narrows.
+/// Which records a query covers. Every field narrows; a list matches any of its values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HitFilter {
-    /// School id.
-    pub school: Option<String>,
-    /// Category name.
-    pub category: Option<String>,
+    /// School ids.
+    pub schools: Vec<String>,
+    /// Category names.
+    pub categories: Vec<String>,
+    /// A part of the name asked (case-insensitive substring).
+    pub name: Option<String>,
     /// Client address as stored (see [`HitFilter::client_from`]).
     pub client: Option<String>,
     /// Device or family id.
@@ -42,25 +44,52 @@ impl HitFilter {
         }
     }
 
+    /// Splits list arguments as readers write them: repeated, or comma-separated
+    /// (`malware,phishing`), blanks dropped.
+    pub fn list<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        values
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The `WHERE` clause over `records r`, and its values.
     fn sql(&self) -> (String, Vec<Value>) {
         let mut clauses = Vec::new();
         let mut values = Vec::new();
+        // Schools and categories are stored as integers; a name never stored matches nothing.
+        for (column, table, names) in [
+            ("r.school", "schools", &self.schools),
+            ("r.category", "categories", &self.categories),
+        ] {
+            if !names.is_empty() {
+                let marks = vec!["?"; names.len()].join(", ");
+                clauses.push(format!(
+                    "{column} IN (SELECT id FROM {table} WHERE name IN ({marks}))"
+                ));
+                values.extend(names.iter().cloned().map(Value::Text));
+            }
+        }
+        if let Some(part) = &self.name {
+            // Names are stored normalised (lower case); LIKE's wildcards in the part are
+            // escaped so that `_` means an underscore.
+            let escaped = part
+                .to_ascii_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            clauses.push("r.qname LIKE ? ESCAPE '\\'".into());
+            values.push(Value::Text(format!("%{escaped}%")));
+        }
         let mut text = |clause: &str, value: &Option<String>| {
             if let Some(v) = value {
                 clauses.push(clause.to_string());
                 values.push(Value::Text(v.clone()));
             }
         };
-        // Schools and categories are stored as integers; a name never stored matches nothing.
-        text(
-            "r.school = (SELECT id FROM schools WHERE name = ?)",
-            &self.school,
-        );
-        text(
-            "r.category = (SELECT id FROM categories WHERE name = ?)",
-            &self.category,
-        );
         text("r.client = ?", &self.client);
         text("r.device = ?", &self.device);
         if let Some(since) = self.since_ms {
@@ -159,6 +188,8 @@ pub enum TopBy {
     Names,
     /// Client addresses.
     Clients,
+    /// Home devices.
+    Devices,
     /// Categories.
     Categories,
     /// Schools.
@@ -166,11 +197,15 @@ pub enum TopBy {
 }
 
 impl TopBy {
-    /// Reads `names`, `clients`, `categories` or `schools`.
+    /// Every ranking, as [`TopBy::parse`] reads it.
+    pub const ALL: [&'static str; 5] = ["names", "clients", "devices", "categories", "schools"];
+
+    /// Reads `names`, `clients`, `devices`, `categories` or `schools`.
     pub fn parse(text: &str) -> Option<TopBy> {
         Some(match text {
             "names" => TopBy::Names,
             "clients" => TopBy::Clients,
+            "devices" => TopBy::Devices,
             "categories" => TopBy::Categories,
             "schools" => TopBy::Schools,
             _ => return None,
@@ -182,6 +217,7 @@ impl TopBy {
         match self {
             TopBy::Names => "qname",
             TopBy::Clients => "client",
+            TopBy::Devices => "device",
             TopBy::Categories => "category",
             TopBy::Schools => "school",
         }
@@ -192,6 +228,7 @@ impl TopBy {
         match self {
             TopBy::Names => ("r.qname", None),
             TopBy::Clients => ("r.client", None),
+            TopBy::Devices => ("r.device", None),
             TopBy::Categories => ("r.category", Some("categories")),
             TopBy::Schools => ("r.school", Some("schools")),
         }

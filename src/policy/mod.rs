@@ -105,6 +105,9 @@ pub struct School {
     pub networks: Vec<(ipnet::IpNet, u32)>,
 }
 
+/// Categories of the rules built into every policy (not configured): hit records carry them.
+pub const BUILT_IN_CATEGORIES: [&str; 2] = ["bypass-protection", "safe-search"];
+
 /// The compiled policy.
 #[derive(Debug)]
 pub struct Policy {
