@@ -505,3 +505,80 @@ fn school_networks_that_cover_everything_or_repeat_are_refused() {
         stderr(&out)
     );
 }
+
+/// `schooldns users`: add prints a one-time password stored only as an Argon2id hash, roles
+/// are checked against the config's schools, and passwd, disable and list edit the file in
+/// place.
+#[test]
+fn users_are_added_with_one_time_passwords_and_managed_in_place() {
+    let d = District::new();
+    let config = d.config(
+        "[[schools]]\nid = \"kd\"\nname = \"Kim Đồng\"\nnetworks = [\"10.1.0.0/16\"]\n\
+         profile = \"p\"\n[profiles.p]\n[console]\nusers = \"@/users.toml\"\n",
+    );
+    let config = config.to_str().unwrap();
+    let users = |args: &[&str]| {
+        let mut all = vec!["users", "--config", config];
+        all.extend(args);
+        schooldns(&all)
+    };
+    let added = users(&[
+        "add",
+        "lan",
+        "--role",
+        "school:kd",
+        "--display-name",
+        "Nguyễn Thị Lan",
+    ]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let out = stdout(&added);
+    let password = out
+        .lines()
+        .find_map(|l| l.strip_prefix("one-time password: "))
+        .expect("a one-time password is printed")
+        .to_string();
+    let file = std::fs::read_to_string(d.path("users.toml")).unwrap();
+    assert!(
+        !file.contains(&password),
+        "the password itself is never stored"
+    );
+    assert!(
+        file.contains("$argon2id$") && file.contains("must_change = true"),
+        "{file}"
+    );
+    let stored = schooldns::console::users::read(&d.path("users.toml")).unwrap();
+    assert!(stored[0].verify(&password));
+
+    for (args, named) in [
+        (vec!["add", "x", "--role", "school:nowhere"], "nowhere"),
+        (vec!["add", "x", "--role", "admin"], "admin"),
+        (vec!["add", "lan", "--role", "police"], "already exists"),
+        (vec!["add", "Bad Name", "--role", "police"], "lowercase"),
+        (vec!["passwd", "ghost"], "ghost"),
+    ] {
+        let out = users(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(named), "{args:?}: {}", stderr(&out));
+    }
+
+    assert!(
+        users(&["add", "police1", "--role", "police"])
+            .status
+            .success()
+    );
+    assert!(users(&["disable", "police1"]).status.success());
+    let list = stdout(&users(&["list"]));
+    assert!(
+        list.contains("lan") && list.contains("school:kd") && list.contains("new"),
+        "{list}"
+    );
+    assert!(
+        list.contains("police1") && list.contains("disabled"),
+        "{list}"
+    );
+    assert!(!list.contains("argon2"), "{list}");
+    let reset = users(&["passwd", "police1"]);
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    let list = stdout(&users(&["list"]));
+    assert!(!list.contains("disabled"), "passwd enables again: {list}");
+}

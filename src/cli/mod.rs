@@ -11,6 +11,7 @@ use std::time::Instant;
 
 mod devices;
 mod hits;
+mod users;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -66,6 +67,8 @@ pub enum Command {
     Hits(hits::HitsArgs),
     /// Manage home devices and families (DoT/DoH tokens): `add`, `revoke`, `list`.
     Devices(devices::DevicesArgs),
+    /// Manage the web console's people: `add`, `passwd`, `disable`, `list`.
+    Users(users::UsersArgs),
     /// Show what the policy decides for names asked by a client address, and why.
     Explain {
         /// Names to explain; `-` reads one name per line from standard input.
@@ -95,6 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reload { config, force } => reload(&config, force),
         Command::Hits(args) => hits::run(&args),
         Command::Devices(args) => devices::run(&args),
+        Command::Users(args) => users::run(&args),
         Command::Explain {
             names,
             client,

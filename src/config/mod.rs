@@ -65,6 +65,19 @@ pub struct Config {
     /// Home devices and families identified by token.
     #[serde(default)]
     pub devices: DevicesConfig,
+    /// The web console: its people.
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: the web console for the district, schools and police.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// The users file (`schooldns users add|passwd|disable|list` edit it): who may sign in,
+    /// with which role, and their Argon2id password hashes.
+    #[serde(default)]
+    pub users: Option<PathBuf>,
 }
 
 impl Config {

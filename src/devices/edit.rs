@@ -1,13 +1,10 @@
 //! `schooldns devices add` and `revoke`: safe edits of the devices file.
 //!
-//! Edits keep the admin's comments and layout (`toml_edit`), hold an exclusive lock on a
-//! sibling `.lock` file so two admins cannot interleave, check that the result still parses,
-//! and replace the file atomically (write a temporary file beside it, `fsync`, `rename`), so a
-//! running server's watcher never sees a half-written file.
+//! Edits keep the admin's comments and layout (`toml_edit`), hold the file's edit lock, check
+//! that the result still parses, and replace the file atomically (`crate::files`), so a running
+//! server's watcher never sees a half-written file.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
@@ -44,7 +41,7 @@ const NEW_FILE_HEADER: &str = "# schooldns home devices and families: one [[devi
 
 /// Adds a device with a fresh token. Creates the file if it does not exist.
 pub fn add(path: &Path, new: &NewDevice) -> anyhow::Result<Added> {
-    let _lock = lock(path)?;
+    let _lock = crate::files::lock(path)?;
     let mut doc = read_document(path)?;
     let existing = ids(&doc);
     let id = match &new.id {
@@ -94,7 +91,7 @@ pub fn add(path: &Path, new: &NewDevice) -> anyhow::Result<Added> {
 /// Marks a device revoked: its token stops working at the next reload (at once for a running
 /// server, which watches the file). The entry stays, so old hit records still name it.
 pub fn revoke(path: &Path, id: &str) -> anyhow::Result<()> {
-    let _lock = lock(path)?;
+    let _lock = crate::files::lock(path)?;
     let mut doc = read_document(path)?;
     let devices = devices_array(&mut doc)?;
     let Some(entry) = devices
@@ -146,48 +143,11 @@ fn ids(doc: &DocumentMut) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Holds an exclusive lock on `<file>.lock` until dropped.
-fn lock(path: &Path) -> anyhow::Result<File> {
-    let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", PathBuf::from(&lock_path).display()))?;
-    lock.lock()
-        .with_context(|| format!("locking {}", PathBuf::from(&lock_path).display()))?;
-    Ok(lock)
-}
-
 /// Checks that the edited text parses, then replaces the file atomically.
 fn write_checked(path: &Path, doc: &DocumentMut) -> anyhow::Result<()> {
     let text = doc.to_string();
     file::parse(path, text.clone()).context("the edited devices file would not parse")?;
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .context("the devices file path has no file name")?;
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(".tmp-{}", std::process::id()));
-    let temp = folder.join(temp_name);
-    let result = (|| {
-        let mut out = File::create(&temp)?;
-        out.write_all(text.as_bytes())?;
-        out.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        // The rename itself must survive a crash: sync the folder entry.
-        File::open(&folder)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
+    crate::files::replace(path, &text, None)
 }
 
 /// An id from a display name: lowercase ASCII, Vietnamese letters without their marks,
