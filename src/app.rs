@@ -211,6 +211,7 @@ impl App {
             live: Arc::clone(&live),
             reload: std::sync::Mutex::new(reload_trigger.clone()),
             hits: Arc::clone(hitlog.sender().stats()),
+            hit_log: hitlog.sender(),
             reader: HitReader::new(&config.hitlog),
             setup,
             encrypted: encrypted.as_ref().map(|(shared, _, _)| Arc::clone(shared)),

@@ -970,3 +970,86 @@ async fn the_api_takes_lists_names_csv_and_top_and_names_what_it_does_not_know()
     assert!(status.contains(" 403 "), "{status}");
     s.stop().await;
 }
+
+/// Who read or exported what is itself recorded: every API read (refusals included) lands in
+/// the audit log with the token's role, the reader's address and the filter, an export as
+/// `export`; the district reads the log, a school's token may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_exports_are_audited() {
+    let s = TestServer::start().await;
+    let admin = s.admin.unwrap();
+    block(&s, LOOP, "porn.example.").await;
+    flush(&s).await;
+    let (status, _) = api(admin, "/api/hits?category=adult", Some("police-token")).await;
+    assert!(status.contains(" 200 "));
+    let (status, _, _) = http(
+        admin,
+        "GET",
+        "/api/hits?format=csv&school=loop",
+        &[("Authorization", "Bearer loop-token")],
+    )
+    .await;
+    assert!(status.contains(" 200 "));
+    let (status, _) = api(admin, "/api/hits?school=th-kim-dong", Some("loop-token")).await;
+    assert!(status.contains(" 403 "));
+    flush(&s).await;
+
+    let (status, body) = api(admin, "/api/audit", Some("police-token")).await;
+    assert!(status.contains(" 200 "), "{status} {body}");
+    let entries = body["audit"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{body}");
+    // Newest first.
+    let refused = &entries[0];
+    assert!(
+        refused["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("token:school:loop:"),
+        "{refused}"
+    );
+    assert_eq!(refused["address"], "127.0.0.1");
+    assert_eq!(refused["action"], "read");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("school=th-kim-dong")
+            && refused["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("403 Forbidden"),
+        "{refused}"
+    );
+    assert_eq!(entries[1]["action"], "export");
+    assert!(
+        entries[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("format=csv")
+    );
+    assert!(
+        entries[2]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("token:district:")
+    );
+    assert!(
+        entries[2]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("category=adult")
+    );
+    // The token itself is never written down.
+    let bytes: Vec<u8> = ["hits.sqlite", "hits.sqlite-wal"]
+        .iter()
+        .flat_map(|f| std::fs::read(s.district.path(f)).unwrap_or_default())
+        .collect();
+    assert!(
+        bytes.windows(6).any(|w| w == b"export"),
+        "the entries are on disk"
+    );
+    assert!(!bytes.windows(10).any(|w| w == b"loop-token"));
+    let (status, _) = api(admin, "/api/audit", Some("loop-token")).await;
+    assert!(status.contains(" 403 "), "{status}");
+    s.stop().await;
+}

@@ -303,6 +303,55 @@ pub fn summary(request: &Request, role: &Role, reader: &HitReader, known: &Known
     )
 }
 
+/// `GET /api/audit`: who read, exported or changed what, newest first (`since`, `limit`);
+/// the district's tokens only.
+pub fn audit(request: &Request, role: &Role, reader: &HitReader) -> Response {
+    if role.school().is_some() {
+        return Response::error("403 Forbidden", "the audit log is the district's to read");
+    }
+    for (name, _) in &request.query {
+        if name != "since" && name != "limit" {
+            return bad(format!(
+                "unknown parameter `{name}`; /api/audit takes since, limit"
+            ));
+        }
+    }
+    let since = match request
+        .param("since")
+        .map(|text| time::parse_instant(text, &reader.zone, now_ms()))
+        .transpose()
+    {
+        Ok(since) => since,
+        Err(e) => return bad(format!("since: {e}")),
+    };
+    let limit = match limit(request, DEFAULT_LIMIT, MAX_LIMIT) {
+        Ok(n) => n,
+        Err(response) => return response,
+    };
+    let entries = match open(reader) {
+        Ok(Some(conn)) => match crate::hitlog::audit::list(&conn, since, limit) {
+            Ok(entries) => entries,
+            Err(err) => return QueryFailed::from(err).into(),
+        },
+        Ok(None) => Vec::new(),
+        Err(err) => return err.into(),
+    };
+    let entries: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            json!({
+                "time": time::format_utc(e.time_ms),
+                "time_local": time::format_local(e.time_ms, &reader.zone),
+                "actor": e.actor,
+                "address": e.address,
+                "action": e.action,
+                "detail": e.detail,
+            })
+        })
+        .collect();
+    Response::json("200 OK", &json!({ "audit": entries }))
+}
+
 /// Why a query could not be answered.
 struct QueryFailed(String);
 

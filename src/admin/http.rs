@@ -72,6 +72,17 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The path and query as the client sent them (decoded and encoded again).
+    pub fn target(&self) -> String {
+        if self.query.is_empty() {
+            return self.path.clone();
+        }
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&self.query)
+            .finish();
+        format!("{}?{query}", self.path)
+    }
+
     /// Every value of a query parameter given more than once, in order.
     pub fn params<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.query

@@ -49,6 +49,8 @@ pub struct AdminState {
     pub reload: std::sync::Mutex<std::sync::mpsc::Sender<crate::reload::Trigger>>,
     /// Hit-log counters.
     pub hits: Arc<HitStats>,
+    /// The hit log's writer, which also keeps the audit log of reads and exports.
+    pub hit_log: crate::hitlog::HitSender,
     /// Where and how the hit log is read.
     pub reader: HitReader,
     /// `/setup/<token>` and `/apple/<token>.mobileconfig`.
@@ -189,6 +191,7 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/api/hits", get(read_api))
         .route("/api/summary", get(read_api))
         .route("/api/top", get(read_api))
+        .route("/api/audit", get(read_api))
         .route("/setup/{*rest}", get(setup_route))
         .route("/apple/{*rest}", get(setup_route))
         .fallback(not_found)
@@ -324,13 +327,28 @@ fn setup_page(state: &AdminState, path: &str) -> Response {
     }
 }
 
+/// An API token as the audit log names it: its role and the first 8 hex digits of its hash
+/// (enough to tell a district's tokens apart, useless for guessing one).
+fn token_label(role: &crate::access::Role, authorization: Option<&str>) -> String {
+    let token = authorization
+        .and_then(|h| h.trim().split_once(' '))
+        .map_or("", |(_, t)| t.trim());
+    let hash = crate::access::sha256_hex(token);
+    let role = match role.school() {
+        Some(id) => format!("school:{id}"),
+        None => "district".into(),
+    };
+    format!("token:{role}:{}", &hash[..8])
+}
+
 /// `/api/*`: settles the reader's role from the bearer token, then queries on a blocking
-/// thread (SQLite does file I/O; the runtime's workers answer DNS).
+/// thread (SQLite does file I/O; the runtime's workers answer DNS), and records the read in
+/// the audit log.
 async fn read_api(
     State(state): State<Arc<AdminState>>,
-    request: axum::extract::Request,
+    axum_request: axum::extract::Request,
 ) -> Response {
-    let request = Request::of(&request);
+    let request = Request::of(&axum_request);
     let live = state.live.load_full();
     let Some(role) = live
         .access
@@ -347,6 +365,8 @@ async fn read_api(
         return response;
     };
     let reader = state.reader.following(&live.config.hitlog);
+    let actor = token_label(&role, request.header("authorization"));
+    let address = http::peer_of(&axum_request).map(|p| p.ip().to_string());
     let known = api::Known {
         schools: live
             .policy
@@ -362,11 +382,23 @@ async fn read_api(
             .chain(crate::policy::BUILT_IN_CATEGORIES.map(String::from))
             .collect(),
     };
-    tokio::task::spawn_blocking(move || match request.path.as_str() {
+    let target = request.target();
+    let export = request.param("format") == Some("csv");
+    let response = tokio::task::spawn_blocking(move || match request.path.as_str() {
         "/api/summary" => api::summary(&request, &role, &reader, &known),
         "/api/top" => api::top(&request, &role, &reader, &known),
+        "/api/audit" => api::audit(&request, &role, &reader),
         _ => api::hits(&request, &role, &reader, &known),
     })
     .await
-    .unwrap_or_else(|_| Response::error("500 Internal Server Error", "query failed"))
+    .unwrap_or_else(|_| Response::error("500 Internal Server Error", "query failed"));
+    // Who read or exported what is itself recorded, refusals included.
+    state.hit_log.audit(crate::hitlog::audit::AuditEntry {
+        time_ms: crate::hitlog::now_ms(),
+        actor,
+        address,
+        action: if export { "export" } else { "read" }.into(),
+        detail: format!("GET {target} -> {}", response.status),
+    });
+    response
 }

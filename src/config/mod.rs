@@ -524,6 +524,9 @@ pub struct HitlogConfig {
     /// Days a record is kept before it is deleted.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// Days the audit log (who read, exported or changed what) is kept.
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u32,
     /// Per-category overrides of `retention_days` (e.g. `malware = 365`, `ads = 7`).
     #[serde(default)]
     pub category_retention_days: BTreeMap<String, Spanned<u32>>,
@@ -573,6 +576,10 @@ fn default_repeat_window() -> u64 {
 /// hit (touched as hits flow). In side-by-side runs of `benches/hitlog.sh`'s repeat load at
 /// 110,000 blocked queries/s, with the writer sharing a core with dnsperf, 65,536 dropped
 /// 11,490–20,627 hits in each of 3 runs and 131,072 none.
+fn default_audit_retention_days() -> u32 {
+    crate::hitlog::audit::DEFAULT_RETENTION_DAYS
+}
+
 fn default_hitlog_queue() -> usize {
     131_072
 }
@@ -584,6 +591,7 @@ impl Default for HitlogConfig {
             path: default_hitlog_path(),
             client_address: ClientAddress::default(),
             retention_days: default_retention_days(),
+            audit_retention_days: default_audit_retention_days(),
             category_retention_days: BTreeMap::new(),
             repeat_window_secs: default_repeat_window(),
             queue: default_hitlog_queue(),

@@ -16,6 +16,7 @@
 //! ring: when the writer falls behind, the hit is counted as dropped (metric and a
 //! rate-limited warning), never waited for.
 
+pub mod audit;
 pub mod export;
 pub mod jsonlog;
 pub mod query;
@@ -180,6 +181,14 @@ impl HitSender {
                 self.stats.received.fetch_add(1, Ordering::Relaxed);
             }
             Err(Refused::Full | Refused::Closed) => self.stats.count_drops(1, at),
+        }
+    }
+
+    /// Hands an audit entry to the writer (written within its next look at the queue; held in
+    /// memory, like hits, while the file cannot be written).
+    pub fn audit(&self, entry: audit::AuditEntry) {
+        if let Some(queue) = &self.queue {
+            queue.control(Control::Audit(Box::new(entry)));
         }
     }
 

@@ -28,6 +28,8 @@ pub enum Control {
     Ring(Consumer<HitEvent>),
     /// Write everything handed over so far, then answer.
     Flush(mpsc::Sender<()>),
+    /// Record who read, exported or changed what.
+    Audit(Box<super::audit::AuditEntry>),
     /// Follow a reloaded `[hitlog]`: client addresses, repeat window, retention, time zone
     /// (the file, the queue and the JSON sink stay as started).
     Settings(Box<crate::config::HitlogConfig>),

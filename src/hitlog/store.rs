@@ -271,6 +271,16 @@ impl Store {
         tx.commit()
     }
 
+    /// Appends audit entries (see [`super::audit`]).
+    pub fn write_audit(&mut self, entries: &[super::audit::AuditEntry]) -> rusqlite::Result<()> {
+        super::audit::insert(&mut self.conn, entries)
+    }
+
+    /// Deletes audit entries older than `days`.
+    pub fn expire_audit(&self, now_ms: i64, days: u32) -> rusqlite::Result<usize> {
+        super::audit::expire(&self.conn, now_ms, days)
+    }
+
     /// Deletes records older than their category's retention (`overrides`, else
     /// `default_days`), in chunks, at most `budget` rows per call so the writer is never held
     /// long. Returns the rows deleted and whether more are due.

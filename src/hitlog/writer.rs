@@ -41,6 +41,8 @@ pub const MAX_PENDING: usize = 200_000;
 const MAX_REMEMBERED: usize = 1_000_000;
 /// Wait after a failed write or open before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Audit entries held while the file cannot be written.
+const MAX_AUDIT_HELD: usize = 10_000;
 /// Time between retention passes.
 const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
 /// Most rows one retention pass deletes before letting batches through again.
@@ -105,6 +107,8 @@ struct Writer {
     /// Quick keys in the order learnt, to forget them with the records.
     quick_order: VecDeque<(i64, u64)>,
     json: Option<jiff::tz::TimeZone>,
+    /// Audit entries not yet written (bounded: the oldest go first past [`MAX_AUDIT_HELD`]).
+    audits: Vec<super::audit::AuditEntry>,
 }
 
 impl Writer {
@@ -134,6 +138,7 @@ impl Writer {
             quick_order: VecDeque::new(),
             json,
             config,
+            audits: Vec::new(),
         }
     }
 
@@ -167,6 +172,13 @@ impl Writer {
                 match control.try_recv() {
                     Ok(Control::Ring(ring)) => drain.add(ring),
                     Ok(Control::Settings(config)) => self.follow(*config),
+                    Ok(Control::Audit(entry)) => {
+                        if self.audits.len() >= MAX_AUDIT_HELD {
+                            self.audits.remove(0);
+                            self.stats.count_drops(1, entry.time_ms);
+                        }
+                        self.audits.push(*entry);
+                    }
                     Ok(Control::Flush(ack)) => {
                         // Every hit handed over before the flush is in a ring by now.
                         self.take_waiting(&mut drain);
@@ -181,7 +193,8 @@ impl Writer {
                 }
             }
             let due = self.flush_due().is_some_and(|t| Instant::now() >= t)
-                || self.inserts.len() >= MAX_BATCH;
+                || self.inserts.len() >= MAX_BATCH
+                || !self.audits.is_empty();
             if due && self.retry_at.is_none_or(|t| Instant::now() >= t) {
                 self.write();
             }
@@ -383,8 +396,23 @@ impl Writer {
         true
     }
 
+    /// Writes waiting audit entries; on failure keeps them for a retry.
+    fn write_audit(&mut self) {
+        if self.audits.is_empty() || !self.open() {
+            return;
+        }
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        match store.write_audit(&self.audits) {
+            Ok(()) => self.audits.clear(),
+            Err(err) => self.failed("cannot write the audit log", &err),
+        }
+    }
+
     /// Commits the batch; on failure keeps it for a retry.
     fn write(&mut self) {
+        self.write_audit();
         if self.inserts.is_empty() && self.repeats.is_empty() {
             self.oldest = None;
             self.oldest_repeat = None;
@@ -475,6 +503,9 @@ impl Writer {
             Ok((deleted, more)) => {
                 if deleted > 0 {
                     tracing::info!(deleted, "expired hit records deleted");
+                }
+                if let Err(err) = store.expire_audit(now_ms(), self.config.audit_retention_days) {
+                    tracing::warn!(error = %err, "expiring old audit entries failed; retried next pass");
                 }
                 self.stats
                     .expired
