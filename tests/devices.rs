@@ -579,3 +579,68 @@ async fn certificates_reload_and_broken_ones_are_refused() {
     assert_eq!(answer.response_code(), ResponseCode::NoError);
     s.stop().await;
 }
+
+/// The parents' setup page names the profile by its description, carries a QR code of its own
+/// link, explains the iOS "Not Verified" label, and gives the district's help contact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_setup_page_speaks_to_parents() {
+    let pki = TestPki::new();
+    let config = encrypted_config("help = \"Phòng GD&ĐT · 024 3825 0000\"\n").replace(
+        "[profiles.primary]\n",
+        "[profiles.primary]\ndescription = \"Tiểu học · Primary school\"\n",
+    );
+    let s = TestServer::start_prepared(&config, |district| {
+        pki.write(district.dir.path());
+        district.write("devices.toml", DEVICES);
+    })
+    .await;
+    let (status, _, body) = https(
+        &pki,
+        s.doh.unwrap(),
+        "GET",
+        &format!("/setup/{PRIMARY}"),
+        &[],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let page = String::from_utf8(body).unwrap();
+    assert!(
+        page.contains("<b>Tiểu học · Primary school</b>"),
+        "the description, not the id"
+    );
+    assert!(page.contains("<svg"), "a QR code");
+    assert!(page.contains("Not Verified"));
+    assert!(page.contains("Phòng GD&amp;ĐT · 024 3825 0000"));
+    s.stop().await;
+
+    // Without server addresses, `check` and `devices add` say what the page will lack.
+    let d = crate::common::District::new();
+    d.write("devices.toml", DEVICES);
+    let path = d.config(&format!(
+        "[profiles.primary]\n[[schools]]\nid = \"th-kim-dong\"\nname = \"K\"\nnetworks = [\"10.0.0.0/8\"]\n\
+         profile = \"primary\"\n[profiles.staff]\n[tls]\nhostname = \"{HOSTNAME}\"\n\
+         [devices]\nfile = \"@/devices.toml\"\n"
+    ));
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_schooldns"))
+            .args(args)
+            .args(["--config", path.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let check = run(&["check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).contains("server_addresses is empty"));
+    let add = run(&["devices", "add", "--profile", "primary", "--name", "Lan"]);
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    assert!(String::from_utf8_lossy(&add.stderr).contains("server_addresses is empty"));
+}

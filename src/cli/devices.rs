@@ -91,6 +91,9 @@ pub fn run(args: &DevicesArgs) -> anyhow::Result<ExitCode> {
                 },
             )?;
             println!("added device {} ({name}), profile {profile}", added.id);
+            if let Some(warning) = server_addresses_warning(config) {
+                eprintln!("warning: {warning}");
+            }
             println!("token:          {}", added.token);
             match Endpoints::from_config(config) {
                 Some(endpoints) => {
@@ -115,6 +118,15 @@ pub fn run(args: &DevicesArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The Windows 11 step of the setup page needs the service's IP address beside the DoH
+/// template; without `[devices] server_addresses` the page can only say "ask the school".
+pub fn server_addresses_warning(config: &Config) -> Option<&'static str> {
+    (config.devices.file.is_some() && config.devices.server_addresses.is_empty()).then_some(
+        "[devices] server_addresses is empty: the setup page's Windows 11 step cannot show \
+         the address to enter (set the service's public IP addresses)",
+    )
 }
 
 fn devices_file(config: &Config, config_path: &Path) -> anyhow::Result<PathBuf> {

@@ -322,6 +322,30 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         devices.live(),
         devices.all().len() - devices.live()
     )?;
+    let config = LoadedConfig::read(path)?.config;
+    if let Some(warning) = devices::server_addresses_warning(&config) {
+        writeln!(out, "warning: {warning}")?;
+    }
+    if let Some(users_file) = &config.console.users {
+        let people = crate::console::users::read(users_file)?;
+        for user in &people {
+            if let Some(crate::console::users::ConsoleRole::School(id)) = user.role()
+                && !config.schools.iter().any(|s| s.id.get_ref() == &id)
+            {
+                anyhow::bail!(
+                    "{}: user {:?} has role school:{id}, but there is no school {id:?}",
+                    users_file.display(),
+                    user.name
+                );
+            }
+        }
+        writeln!(
+            out,
+            "console users: {} ({} disabled)",
+            people.len(),
+            people.iter().filter(|u| u.disabled).count()
+        )?;
+    }
     writeln!(
         out,
         "matcher memory: {:.1} MiB",

@@ -151,6 +151,9 @@ pub struct DevicesConfig {
     /// (Windows 11 asks for the server's IP address beside the DoH template).
     #[serde(default)]
     pub server_addresses: Vec<std::net::IpAddr>,
+    /// Who parents ask for help, shown on every setup page (a phone number, an address).
+    #[serde(default)]
+    pub help: Option<String>,
 }
 
 /// `[subscriptions]`: how category `urls` are downloaded.

@@ -128,10 +128,17 @@ impl SetupPages {
                 filename: Some(format!("{}.mobileconfig", device.id)),
             }
         } else {
+            // Parents see the profile's description ("Tiểu học · Primary"), not its id.
             let profile = policy
                 .profiles()
                 .get(device.profile as usize)
                 .map_or("", |p| p.name.as_str());
+            let profile = live
+                .config
+                .profiles
+                .get(profile)
+                .and_then(|p| p.description.as_deref())
+                .unwrap_or(profile);
             SetupResponse {
                 status: 200,
                 content_type: "text/html; charset=utf-8",
@@ -153,6 +160,8 @@ pub struct Endpoints {
     pub dot_port: Option<u16>,
     /// `[devices] server_addresses`.
     pub server_addresses: Vec<IpAddr>,
+    /// `[devices] help`: who parents ask.
+    pub help: Option<String>,
 }
 
 impl Endpoints {
@@ -168,6 +177,7 @@ impl Endpoints {
             doh_port: port(&config.server.doh, 443),
             dot_port: port(&config.server.dot, 853),
             server_addresses: config.devices.server_addresses.clone(),
+            help: config.devices.help.clone(),
         })
     }
 
@@ -240,7 +250,17 @@ pub fn page(endpoints: &Endpoints, device: &Device, profile: &str) -> String {
     let name = escape(&device.name);
     let profile = escape(profile);
     let code = |text: &str| format!("<code>{text}</code>");
-    let mut html = String::with_capacity(8192);
+    let qr = qr_code(&endpoints.setup_url(token))
+        .map(|svg| {
+            format!(
+                "<figure class=\"qr\">{svg}<figcaption><span lang=\"vi\">Quét mã này bằng máy ảnh \
+                 của thiết bị cần cài đặt để mở trang này trên thiết bị đó.</span><br>\
+                 <span lang=\"en\" class=\"en\">Scan this code with the camera of the device to \
+                 set up, to open this page on it.</span></figcaption></figure>"
+            )
+        })
+        .unwrap_or_default();
+    let mut html = String::with_capacity(16384);
     let _ = write!(
         html,
         "<!DOCTYPE html><html lang=\"vi\"><head><meta charset=\"utf-8\">\
@@ -255,6 +275,7 @@ pub fn page(endpoints: &Endpoints, device: &Device, profile: &str) -> String {
          .en{{color:#555}}.button{{display:inline-block;background:#0b5ed7;color:#fff;\
          padding:.6rem 1rem;border-radius:6px;text-decoration:none;margin:.3rem 0}}\
          .note{{background:#fff8e1;padding:.6rem;border-radius:6px}}nav a{{margin-right:.8rem}}\
+         .qr{{margin:1rem 0;text-align:center}}.qr svg{{width:12rem;height:12rem}}\
          </style></head><body>\
          <h1><span lang=\"vi\">Lọc web an toàn cho “{name}”</span><br>\
          <span lang=\"en\" class=\"en\">Safe browsing for “{name}”</span></h1>\
@@ -265,7 +286,7 @@ pub fn page(endpoints: &Endpoints, device: &Device, profile: &str) -> String {
          below.</span></p>\
          <p class=\"note\"><span lang=\"vi\">Hãy giữ kín trang này: đường dẫn chứa mã riêng của \
          thiết bị.</span><br><span lang=\"en\" class=\"en\">Keep this page private: its \
-         address holds the device's own code.</span></p>\
+         address holds the device's own code.</span></p>{qr}\
          <nav><a href=\"#android\">Android</a><a href=\"#apple\">iPhone · iPad · Mac</a>\
          <a href=\"#windows\">Windows 11</a><a href=\"#browsers\">Chrome · Edge · Firefox</a></nav>"
     );
@@ -326,6 +347,20 @@ pub fn page(endpoints: &Endpoints, device: &Device, profile: &str) -> String {
                  Mac: <b>System Settings</b> → <b>Privacy &amp; Security</b> → \
                  <b>Profiles</b> → double-click the profile → <b>Install</b>."
                     .into(),
+            ),
+            (
+                format!(
+                    "Hồ sơ hiện chữ <b>Chưa xác minh</b>: điều đó là bình thường, vì hồ sơ do nhà \
+                     trường tạo, không do Apple ký. Hãy kiểm tra hồ sơ có tên “{name}” và máy chủ \
+                     {host}.",
+                    host = code(&escape(&endpoints.hostname))
+                ),
+                format!(
+                    "The profile shows <b>Not Verified</b>: that is expected, as the school made \
+                     it and Apple did not sign it. Check that it is named “{name}” and that its \
+                     server is {host}.",
+                    host = code(&escape(&endpoints.hostname))
+                ),
             ),
         ],
     );
@@ -421,12 +456,36 @@ pub fn page(endpoints: &Endpoints, device: &Device, profile: &str) -> String {
             ),
         ],
     );
-    html.push_str(
-        "<p class=\"en\"><span lang=\"vi\">Cần giúp đỡ? Hãy liên hệ giáo viên chủ nhiệm hoặc \
-         phòng giáo dục.</span><br><span lang=\"en\">Need help? Ask the class teacher or the \
-         district education office.</span></p></body></html>",
-    );
+    match &endpoints.help {
+        Some(help) => {
+            let help = escape(help);
+            let _ = write!(
+                html,
+                "<p class=\"note\"><span lang=\"vi\">Cần giúp đỡ? Liên hệ: <b>{help}</b></span><br>\
+                 <span lang=\"en\" class=\"en\">Need help? Contact: <b>{help}</b></span></p>"
+            );
+        }
+        None => html.push_str(
+            "<p class=\"en\"><span lang=\"vi\">Cần giúp đỡ? Hãy liên hệ giáo viên chủ nhiệm \
+             hoặc phòng giáo dục.</span><br><span lang=\"en\">Need help? Ask the class teacher \
+             or the district education office.</span></p>",
+        ),
+    }
+    html.push_str("</body></html>");
     html
+}
+
+/// The QR code of `text` as inline SVG (dark modules on white, no XML declaration), made here:
+/// the page needs nothing from outside.
+fn qr_code(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(192, 192)
+        .quiet_zone(true)
+        .build();
+    let start = svg.find("<svg")?;
+    Some(svg[start..].to_string())
 }
 
 /// A deterministic UUID (version 4 layout) from a seed, so reinstalling a device's profile
@@ -539,6 +598,7 @@ mod tests {
             doh_port: None,
             dot_port: Some(8853),
             server_addresses: vec!["203.0.113.10".parse().unwrap()],
+            help: Some("Phòng GD&ĐT · 024 3825 0000".into()),
         }
     }
 
@@ -554,6 +614,25 @@ mod tests {
         assert!(html.contains("/apple/abcdefghijklmnopqrstuvwxyz234567.mobileconfig"));
         assert!(html.contains("203.0.113.10"));
         assert!(html.contains("cổng 8853"));
+        assert!(html.contains("Not Verified") && html.contains("Chưa xác minh"));
+        assert!(
+            html.contains("Phòng GD&amp;ĐT · 024 3825 0000"),
+            "the help contact, escaped"
+        );
+    }
+
+    #[test]
+    fn the_page_carries_a_qr_code_of_its_own_link() {
+        let html = page(&endpoints(), &device(), "Tiểu học · Primary");
+        let start = html.find("<svg").expect("an inline SVG QR code");
+        let svg = &html[start..start + html[start..].find("</svg>").unwrap()];
+        assert!(svg.contains("<path") || svg.contains("<rect"), "{svg}");
+        assert!(!html.contains("<?xml"));
+        assert!(html.contains("Tiểu học · Primary"));
+        // The code holds the setup link: decoding it is the scanner's job; here, a code made
+        // from another link differs.
+        let other = qr_code("https://dns.example.edu.vn/setup/other").unwrap();
+        assert_ne!(svg, &other[..other.find("</svg>").unwrap()]);
     }
 
     #[test]
