@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::http::{Request, Response};
 use crate::access::Role;
 use crate::config::{ClientAddress, HitlogConfig};
-use crate::hitlog::export::{self, Format, SchoolNames, record_value};
+use crate::hitlog::export::{self, SchoolNames, record_value};
 use crate::hitlog::query::{self, Cursor, HitFilter, TopBy};
 use crate::hitlog::{now_ms, schema, store, time};
 
@@ -180,21 +180,30 @@ pub fn hits(request: &Request, role: &Role, reader: &HitReader, known: &Known) -
         Some("csv") => true,
         Some(other) => return bad(format!("format: `{other}` is not json or csv")),
     };
-    let limit = match (csv, request.param("limit")) {
-        // An export is the whole filter unless a limit is asked for.
-        (true, None) => None,
-        _ => match limit(request, DEFAULT_LIMIT, MAX_LIMIT) {
-            Ok(n) => Some(n),
-            Err(response) => return response,
-        },
-    };
     let cursor = match request.param("cursor").map(Cursor::decode) {
         None => None,
         Some(Some(c)) => Some(c),
         Some(None) => return bad("cursor: not a cursor from `next`"),
     };
+    if csv {
+        if cursor.is_some() {
+            return bad("cursor: pages are for JSON; an export is the whole filter");
+        }
+        let most = match request.param("limit") {
+            None => None,
+            Some(_) => match limit(request, DEFAULT_LIMIT, usize::MAX) {
+                Ok(n) => Some(n),
+                Err(response) => return response,
+            },
+        };
+        return export_csv(reader, filter, most, &known.schools);
+    }
+    let limit = match limit(request, DEFAULT_LIMIT, MAX_LIMIT) {
+        Ok(n) => n,
+        Err(response) => return response,
+    };
     let page = match open(reader) {
-        Ok(Some(conn)) => match query::list(&conn, &filter, limit, cursor) {
+        Ok(Some(conn)) => match query::list(&conn, &filter, Some(limit), cursor) {
             Ok(page) => page,
             Err(err) => return QueryFailed::from(err).into(),
         },
@@ -204,30 +213,6 @@ pub fn hits(request: &Request, role: &Role, reader: &HitReader, known: &Known) -
         },
         Err(err) => return err.into(),
     };
-    if csv {
-        let mut out = Vec::new();
-        let written = export::write_records(
-            &mut out,
-            Format::Csv,
-            &page.hits,
-            &reader.zone,
-            &known.schools,
-        );
-        if written.is_err() {
-            return Response::error("500 Internal Server Error", "export failed");
-        }
-        let mut response = Response::text("200 OK", String::from_utf8_lossy(&out));
-        response.content_type = "text/csv; charset=utf-8";
-        response
-            .headers
-            .push("Content-Disposition: attachment; filename=\"schooldns-hits.csv\"".into());
-        if let Some(next) = page.next {
-            response
-                .headers
-                .push(format!("X-Next-Cursor: {}", next.encode()));
-        }
-        return response;
-    }
     let hits: Vec<Value> = page
         .hits
         .iter()
@@ -241,6 +226,66 @@ pub fn hits(request: &Request, role: &Role, reader: &HitReader, known: &Known) -
             "timezone": time::zone_name(&reader.zone),
         }),
     )
+}
+
+/// Bytes an export gathers before handing them to the connection.
+const EXPORT_CHUNK: usize = 64 * 1024;
+
+/// `format=csv`: every record of the filter (or the first `most`), streamed as the database
+/// yields them, so an export of millions of records holds one chunk at a time. A reader that
+/// stops reading ends the export (the write deadline closes the connection, the channel
+/// closes, the query stops).
+fn export_csv(
+    reader: &HitReader,
+    filter: HitFilter,
+    most: Option<usize>,
+    schools: &SchoolNames,
+) -> Response {
+    let conn = match open(reader) {
+        Ok(conn) => conn,
+        Err(err) => return err.into(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let (zone, schools) = (reader.zone.clone(), schools.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut chunk = Vec::with_capacity(EXPORT_CHUNK + 4096);
+        chunk.extend_from_slice(export::BOM.as_bytes());
+        let _ = export::csv_line(&mut chunk, &export::csv_header(&zone));
+        let mut open = true;
+        let mut left = most.unwrap_or(usize::MAX);
+        if let Some(conn) = conn {
+            let walked = query::for_each(&conn, &filter, |record| {
+                let _ = export::csv_line(&mut chunk, &export::csv_fields(&record, &zone, &schools));
+                if chunk.len() >= EXPORT_CHUNK {
+                    let full =
+                        std::mem::replace(&mut chunk, Vec::with_capacity(EXPORT_CHUNK + 4096));
+                    open = tx.blocking_send(Ok(full.into())).is_ok();
+                }
+                left -= 1;
+                open && left > 0
+            });
+            if let Err(err) = walked {
+                tracing::warn!(error = %err, "hit-log export failed part way");
+                let _ = tx.blocking_send(Err(std::io::Error::other(err.to_string())));
+                return;
+            }
+        }
+        if open && !chunk.is_empty() {
+            let _ = tx.blocking_send(Ok(chunk.into()));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let mut response = Response::streamed(
+        "200 OK",
+        "text/csv; charset=utf-8",
+        axum::body::Body::from_stream(stream),
+    );
+    response
+        .headers
+        .push("Content-Disposition: attachment; filename=\"schooldns-hits.csv\"".into());
+    response
 }
 
 /// `GET /api/top?by=names|clients|devices|categories|schools`: the values with the most hits

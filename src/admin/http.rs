@@ -112,6 +112,8 @@ pub struct Response {
     pub headers: Vec<String>,
     /// Body.
     pub body: String,
+    /// A body produced while it is sent (an export), in place of `body`.
+    pub stream: Option<Body>,
 }
 
 impl Response {
@@ -122,6 +124,7 @@ impl Response {
             content_type: "text/plain; charset=utf-8",
             headers: Vec::new(),
             body: body.into(),
+            stream: None,
         }
     }
 
@@ -132,6 +135,18 @@ impl Response {
             content_type: "application/json",
             headers: Vec::new(),
             body: format!("{body}\n"),
+            stream: None,
+        }
+    }
+
+    /// A response whose body is produced while it is sent.
+    pub fn streamed(status: &'static str, content_type: &'static str, stream: Body) -> Response {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: String::new(),
+            stream: Some(stream),
         }
     }
 
@@ -150,7 +165,11 @@ impl IntoResponse for Response {
             .and_then(|code| code.parse::<u16>().ok())
             .and_then(|code| http::StatusCode::from_u16(code).ok())
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = http::Response::new(Body::from(self.body));
+        let body = match self.stream {
+            Some(stream) => stream,
+            None => Body::from(self.body),
+        };
+        let mut response = http::Response::new(body);
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(

@@ -324,6 +324,7 @@ fn setup_page(state: &AdminState, path: &str) -> Response {
         content_type: page.content_type,
         headers,
         body: page.body,
+        stream: None,
     }
 }
 

@@ -16,7 +16,8 @@ pub type SchoolNames = HashMap<String, String>;
 
 /// The UTF-8 byte order mark: without it, spreadsheet programs read CSV as a legacy code page
 /// and Vietnamese names turn into mojibake.
-const BOM: &str = "\u{feff}";
+/// The byte-order mark spreadsheets need to read UTF-8 CSV.
+pub const BOM: &str = "\u{feff}";
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,9 +113,47 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-fn csv_line(out: &mut dyn Write, fields: &[String]) -> io::Result<()> {
+/// Writes one CSV line (CRLF-terminated, fields quoted and defused as needed).
+pub fn csv_line(out: &mut dyn Write, fields: &[String]) -> io::Result<()> {
     let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
     write!(out, "{}\r\n", line.join(","))
+}
+
+/// The CSV header row: `time_local (<zone>)`, then UTC and the record's fields.
+pub fn csv_header(zone: &TimeZone) -> Vec<String> {
+    let mut header: Vec<String> = CSV_HEADER.iter().map(|h| h.to_string()).collect();
+    header[0] = format!("time_local ({})", zone_name(zone));
+    header
+}
+
+/// One record's CSV fields, in [`csv_header`]'s order.
+pub fn csv_fields(r: &HitRecord, zone: &TimeZone, schools: &SchoolNames) -> Vec<String> {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    vec![
+        format_local(r.time_ms, zone),
+        format_utc(r.time_ms),
+        format_utc(r.last_seen_ms),
+        r.count.to_string(),
+        opt(&r.school),
+        r.school
+            .as_ref()
+            .and_then(|s| schools.get(s))
+            .cloned()
+            .unwrap_or_default(),
+        opt(&r.device),
+        opt(&r.profile),
+        opt(&r.client),
+        r.protocol.clone(),
+        r.qname.clone(),
+        r.qtype.clone(),
+        r.decision.clone(),
+        r.category.clone(),
+        opt(&r.list),
+        r.line.map(|l| l.to_string()).unwrap_or_default(),
+        opt(&r.entry),
+        opt(&r.cname),
+        r.policy_version.clone(),
+    ]
 }
 
 /// Writes records in `format`.
@@ -133,39 +172,9 @@ pub fn write_records(
         }
         Format::Csv => {
             out.write_all(BOM.as_bytes())?;
-            let mut header: Vec<String> = CSV_HEADER.iter().map(|h| h.to_string()).collect();
-            header[0] = format!("time_local ({})", zone_name(zone));
-            csv_line(out, &header)?;
+            csv_line(out, &csv_header(zone))?;
             for r in records {
-                let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-                csv_line(
-                    out,
-                    &[
-                        format_local(r.time_ms, zone),
-                        format_utc(r.time_ms),
-                        format_utc(r.last_seen_ms),
-                        r.count.to_string(),
-                        opt(&r.school),
-                        r.school
-                            .as_ref()
-                            .and_then(|s| schools.get(s))
-                            .cloned()
-                            .unwrap_or_default(),
-                        opt(&r.device),
-                        opt(&r.profile),
-                        opt(&r.client),
-                        r.protocol.clone(),
-                        r.qname.clone(),
-                        r.qtype.clone(),
-                        r.decision.clone(),
-                        r.category.clone(),
-                        opt(&r.list),
-                        r.line.map(|l| l.to_string()).unwrap_or_default(),
-                        opt(&r.entry),
-                        opt(&r.cname),
-                        r.policy_version.clone(),
-                    ],
-                )?;
+                csv_line(out, &csv_fields(r, zone, schools))?;
             }
         }
         Format::Table => {

@@ -181,6 +181,31 @@ pub fn list(
     Ok(Page { hits, next })
 }
 
+/// Calls `each` with every record matching `filter`, newest first, row by row, so an export of
+/// millions of records never holds them all; stops when `each` returns false. Returns how many
+/// records were passed.
+pub fn for_each(
+    conn: &Connection,
+    filter: &HitFilter,
+    mut each: impl FnMut(HitRecord) -> bool,
+) -> rusqlite::Result<u64> {
+    let (clause, values) = filter.sql();
+    let sql = format!(
+        "{} WHERE {clause} ORDER BY r.time_ms DESC, r.id DESC",
+        select_records()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+    let mut passed = 0;
+    while let Some(row) = rows.next()? {
+        passed += 1;
+        if !each(record_from_row(row)?) {
+            break;
+        }
+    }
+    Ok(passed)
+}
+
 /// What `--top` ranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopBy {

@@ -137,11 +137,33 @@ pub async fn http(
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     (
         head.lines().next().unwrap().to_string(),
         head.to_string(),
-        body.to_string(),
+        body,
     )
+}
+
+/// The body of an HTTP/1.1 chunked response (RFC 9112 §7.1), as a client reassembles it.
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    body
 }
 
 /// A running server on loopback ports with a fake upstream, over a temporary district.
