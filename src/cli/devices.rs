@@ -76,7 +76,7 @@ pub fn run(args: &DevicesArgs) -> anyhow::Result<ExitCode> {
                 bail!("unknown profile {profile:?} (known: {})", known.join(", "));
             }
             if let Some(school) = school
-                && !config.schools.iter().any(|s| s.id.get_ref() == school)
+                && !config.has_school(school)
             {
                 bail!("unknown school {school:?}");
             }

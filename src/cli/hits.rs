@@ -80,20 +80,11 @@ pub fn run(args: &HitsArgs) -> anyhow::Result<ExitCode> {
         until_ms: instant("until", &args.until)?,
     };
     let config = &loaded.config;
-    if let Some(unknown) = filter
-        .schools
-        .iter()
-        .find(|id| !config.schools.iter().any(|s| s.id.get_ref() == *id))
-    {
-        let ids: Vec<&str> = config
-            .schools
-            .iter()
-            .map(|s| s.id.get_ref().as_str())
-            .collect();
+    if let Some(unknown) = filter.schools.iter().find(|id| !config.has_school(id)) {
         bail!(
             "--school: no school `{unknown}` in {} (schools: {})",
             args.config.display(),
-            ids.join(", ")
+            config.school_ids().join(", ")
         );
     }
     if let Some(unknown) = filter.categories.iter().find(|c| {

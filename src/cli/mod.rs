@@ -239,7 +239,8 @@ fn reload(path: &Path, force: bool) -> anyhow::Result<ExitCode> {
 
 fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let policy = load_policy(path)?;
+    let loaded = LoadedConfig::read(path)?;
+    let policy = policy::compile(&loaded)?;
     let elapsed = started.elapsed();
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -322,15 +323,15 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         devices.live(),
         devices.all().len() - devices.live()
     )?;
-    let config = LoadedConfig::read(path)?.config;
-    if let Some(warning) = devices::server_addresses_warning(&config) {
+    let config = &loaded.config;
+    if let Some(warning) = devices::server_addresses_warning(config) {
         writeln!(out, "warning: {warning}")?;
     }
     if let Some(users_file) = &config.console.users {
         let people = crate::console::users::read(users_file)?;
         for user in &people {
             if let Some(crate::console::users::ConsoleRole::School(id)) = user.role()
-                && !config.schools.iter().any(|s| s.id.get_ref() == &id)
+                && !config.has_school(&id)
             {
                 anyhow::bail!(
                     "{}: user {:?} has role school:{id}, but there is no school {id:?}",

@@ -70,16 +70,11 @@ pub fn run(args: &UsersArgs) -> anyhow::Result<ExitCode> {
                 bail!("--role {role:?}: expected district, police or school:<id>");
             };
             if let ConsoleRole::School(id) = &parsed
-                && !config.schools.iter().any(|s| s.id.get_ref() == id)
+                && !config.has_school(id)
             {
-                let ids: Vec<&str> = config
-                    .schools
-                    .iter()
-                    .map(|s| s.id.get_ref().as_str())
-                    .collect();
                 bail!(
                     "--role {role:?}: no school {id:?} (schools: {})",
-                    ids.join(", ")
+                    config.school_ids().join(", ")
                 );
             }
             let password = users::add(&path, name, &parsed, display_name.as_deref())?;

@@ -81,6 +81,19 @@ pub struct ConsoleConfig {
 }
 
 impl Config {
+    /// The configured school ids, in config order.
+    pub fn school_ids(&self) -> Vec<&str> {
+        self.schools
+            .iter()
+            .map(|s| s.id.get_ref().as_str())
+            .collect()
+    }
+
+    /// Whether `id` is a configured school.
+    pub fn has_school(&self, id: &str) -> bool {
+        self.schools.iter().any(|s| s.id.get_ref() == id)
+    }
+
     /// Files besides the config and the lists whose change calls for a reload: the devices
     /// file and the TLS certificate and key.
     pub fn watched_files(&self) -> Vec<PathBuf> {
