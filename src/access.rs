@@ -8,30 +8,56 @@ use subtle::ConstantTimeEq;
 
 use crate::config::AdminConfig;
 
-/// What a token may read.
+/// What an API token or a console user may read and change: the one role type of both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
-    /// Every record: the district office and police.
+    /// Everything: every school's records, and every change.
     District,
-    /// Only this school's records.
+    /// Reads every school's records and exports them; changes nothing.
+    Police,
+    /// Only this school's records, exceptions, devices and unblock requests.
     School(String),
 }
 
 impl Role {
-    /// Parses `district` or `school:<id>` (the config check has vetted the id).
+    /// Parses `district`, `police` or `school:<id>` (the config check vets the id).
     pub fn parse(text: &str) -> Option<Role> {
         match text.strip_prefix("school:") {
             Some(id) if !id.is_empty() => Some(Role::School(id.to_string())),
             Some(_) => None,
-            None => (text == "district").then_some(Role::District),
+            None => match text {
+                "district" => Some(Role::District),
+                "police" => Some(Role::Police),
+                _ => None,
+            },
         }
     }
 
     /// The school a reader is confined to, if any.
     pub fn school(&self) -> Option<&str> {
         match self {
-            Role::District => None,
+            Role::District | Role::Police => None,
             Role::School(id) => Some(id),
+        }
+    }
+
+    /// Whether this role may change anything (exceptions, devices, requests' outcomes).
+    pub fn may_change(&self) -> bool {
+        !matches!(self, Role::Police)
+    }
+
+    /// Whether this role may act for `school` (district: every school).
+    pub fn covers(&self, school: &str) -> bool {
+        self.school().is_none_or(|own| own == school)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Role::District => f.write_str("district"),
+            Role::Police => f.write_str("police"),
+            Role::School(id) => write!(f, "school:{id}"),
         }
     }
 }

@@ -17,7 +17,10 @@
 //! - [`reload`]: watching files and swapping in new policies beside the query path.
 //! - [`hitlog`]: the policy-hit log: blocks recorded beside the query path into SQLite, and
 //!   the queries and exports that read them back.
-//! - [`access`]: bearer tokens and the roles they grant (district, one school).
+//! - [`exceptions`]: one name allowed or blocked for one school or the district, in a file the
+//!   console writes; the policy compiles those in force.
+//! - [`access`]: bearer tokens and the roles they grant (district, police, one school).
+//! - [`console`]: the web console: people, sessions, pages in Vietnamese and English.
 //! - [`admin`] and [`metrics`]: `/metrics`, `/health`, `/reload` and the hit-log read API on
 //!   the admin listener.
 //! - [`logging`]: the operator's log on standard error, with remote-triggered lines rate-limited.
@@ -34,7 +37,7 @@
 //! 3. The source address selects school and profile (longest prefix), or, for DoT and DoH, the
 //!    device token does; otherwise the query is refused.
 //! 4. The qname becomes a [`name::QueryName`] once.
-//! 5. [`policy::Policy::decide`] answers: allow-list, then blocked categories, then bypass
+//! 5. [`policy::Policy::decide`] answers: exceptions, then allow-list, then blocked categories, then bypass
 //!    protection, then safe search, then allow. Pure, lock-free, allocation-free.
 //! 6. Blocks are answered from the profile's block answer and recorded in the hit log.
 //! 7. Allowed names go to the cache (one lookup: fresh, stale or miss), then upstream;
@@ -50,6 +53,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod devices;
+pub mod exceptions;
 pub mod files;
 pub mod hitlog;
 pub mod lists;

@@ -3,7 +3,7 @@
 //!
 //! A query loads the snapshot once and sees one consistent world: the policy (with its devices
 //! and tokens), the config it was compiled from (cache limits, refusal budget, TLS hostname and
-//! timeouts, setup-page endpoints), the admin tokens and the upstreams. A reload builds the
+//! timeouts, setup-page endpoints), the admin tokens, the upstreams and the console's users. A reload builds the
 //! next snapshot beside the query path and swaps it in whole; the upstreams are kept (with
 //! their round-trip history) when `[upstream]` did not change. What a snapshot cannot hold is
 //! followed here too: the TLS certificate is re-read, and the subscription refresher gets the
@@ -18,6 +18,7 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::access::Access;
 use crate::config::Config;
+use crate::console::users::User;
 use crate::hitlog::HitSender;
 use crate::policy::Policy;
 use crate::resolve::upstream::Upstreams;
@@ -34,6 +35,22 @@ pub struct Snapshot {
     pub access: Access,
     /// The upstream resolvers and their health.
     pub upstreams: Arc<Upstreams>,
+    /// The console's people (`[console] users`), re-read at each reload.
+    pub users: Arc<Vec<User>>,
+}
+
+/// The users file's people; a file that cannot be read keeps `previous` (and says why).
+fn users_of(config: &Config, previous: Option<&Arc<Vec<User>>>) -> Arc<Vec<User>> {
+    let Some(path) = &config.console.users else {
+        return Arc::new(Vec::new());
+    };
+    match crate::console::users::read(path) {
+        Ok(users) => Arc::new(users),
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "the console's users file cannot be read; the previous users stay");
+            previous.cloned().unwrap_or_default()
+        }
+    }
 }
 
 impl Snapshot {
@@ -69,6 +86,7 @@ impl Live {
                 policy: Arc::new(policy),
                 access: Access::from_config(&config.admin),
                 upstreams: Arc::new(upstreams_of(config)),
+                users: users_of(config, None),
             }),
             started: config.clone(),
             certs: Mutex::new(None),
@@ -127,6 +145,7 @@ impl Live {
             policy,
             access: Access::from_config(&config.admin),
             upstreams,
+            users: users_of(config, Some(&old.users)),
         }));
         if let Some(certs) = &*self.certs.lock().unwrap_or_else(|e| e.into_inner()) {
             certs.refresh(&config.tls);

@@ -75,6 +75,23 @@ pub struct ReloadStats {
     pub last_refusal: std::sync::Mutex<String>,
     /// Settings the last successful reload changed but could not apply (they need a restart).
     pub needs_restart: std::sync::Mutex<Vec<String>>,
+    /// The last reload swapped in: when, its version, what changed.
+    pub last: std::sync::Mutex<Option<LastReload>>,
+    /// When the last refused reload was refused (ms since the epoch).
+    pub last_refusal_ms: AtomicU64,
+}
+
+/// What the last successful reload changed, for the console's health page.
+#[derive(Debug, Clone)]
+pub struct LastReload {
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+    /// How long it took.
+    pub took: Duration,
+    /// The new policy's version.
+    pub version: u64,
+    /// Categories whose entry count changed: name, before (`None`: new), after.
+    pub changed: Vec<(String, Option<usize>, usize)>,
 }
 
 /// Compiles new policies and swaps them in.
@@ -113,6 +130,16 @@ impl Reloader {
         self.config_files = files;
     }
 
+    /// When the next exception in force expires: the policy changes by itself then, so the
+    /// reload thread reloads at that instant.
+    fn next_expiry(&self) -> Option<Duration> {
+        let config = &self.live.load().config;
+        let path = config.console.exceptions.as_ref()?;
+        let now = crate::hitlog::now_ms();
+        let until = crate::exceptions::next_expiry(&crate::exceptions::read(path).ok()?, now)?;
+        Some(Duration::from_millis((until - now).max(0) as u64 + 1))
+    }
+
     /// The counters.
     pub fn stats(&self) -> Arc<ReloadStats> {
         Arc::clone(&self.stats)
@@ -136,6 +163,15 @@ impl Reloader {
                     categories = counts.join(" "),
                     "policy reloaded"
                 );
+                if let Some(last) = self
+                    .stats
+                    .last
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    last.took = took;
+                }
                 self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
             }
             Err(err) => {
@@ -146,6 +182,9 @@ impl Reloader {
                     .last_refusal
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = err.to_string();
+                self.stats
+                    .last_refusal_ms
+                    .store(crate::hitlog::now_ms() as u64, Ordering::Relaxed);
                 self.stats.failed.fetch_add(1, Ordering::SeqCst);
             }
         }
@@ -161,6 +200,10 @@ impl Reloader {
                 let Some(before) = old.categories().iter().find(|c| c.name == category.name) else {
                     continue;
                 };
+                // Exceptions come and go one at a time; they are not a list that broke.
+                if category.is_exceptions() {
+                    continue;
+                }
                 let (before, after) = (before.entries(), category.entries());
                 if before > 0 && (after as f64) < before as f64 * (1.0 - self.max_shrink) {
                     return Err(ReloadError::Shrunk {
@@ -173,7 +216,26 @@ impl Reloader {
             }
         }
         let policy = Arc::new(policy);
+        let old = self.live.policy();
+        let changed = policy
+            .categories()
+            .iter()
+            .filter_map(|c| {
+                let before = old
+                    .categories()
+                    .iter()
+                    .find(|o| o.name == c.name)
+                    .map(|o| o.entries());
+                (before != Some(c.entries())).then(|| (c.name.clone(), before, c.entries()))
+            })
+            .collect();
         let needs_restart = self.live.apply(&loaded.config, Arc::clone(&policy));
+        *self.stats.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastReload {
+            at_ms: crate::hitlog::now_ms(),
+            took: Duration::ZERO,
+            version: policy.version(),
+            changed,
+        });
         self.config_files = loaded.config.watched_files();
         if !needs_restart.is_empty() {
             tracing::warn!(
@@ -276,7 +338,19 @@ pub fn spawn(
         .spawn(move || {
             // Compiling takes seconds of CPU: the query workers come first.
             crate::priority::lower_priority();
-            while let Ok(trigger) = rx.recv() {
+            loop {
+                // An exception that expires changes the policy with no file event: wake then.
+                let trigger = match reloader.next_expiry() {
+                    Some(wait) => match rx.recv_timeout(wait) {
+                        Ok(trigger) => trigger,
+                        Err(mpsc::RecvTimeoutError::Timeout) => Trigger::Reload { force: false },
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    },
+                    None => match rx.recv() {
+                        Ok(trigger) => trigger,
+                        Err(_) => return,
+                    },
+                };
                 let mut force = matches!(trigger, Trigger::Reload { force: true });
                 if trigger == Trigger::Stop {
                     return;

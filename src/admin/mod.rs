@@ -335,10 +335,6 @@ fn token_label(role: &crate::access::Role, authorization: Option<&str>) -> Strin
         .and_then(|h| h.trim().split_once(' '))
         .map_or("", |(_, t)| t.trim());
     let hash = crate::access::sha256_hex(token);
-    let role = match role.school() {
-        Some(id) => format!("school:{id}"),
-        None => "district".into(),
-    };
     format!("token:{role}:{}", &hash[..8])
 }
 

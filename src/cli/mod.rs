@@ -254,11 +254,7 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     for school in policy.schools() {
         writeln!(out, "  {} — {}", school.id, school.name)?;
         for (net, profile) in &school.networks {
-            writeln!(
-                out,
-                "      {net} → {}",
-                policy.profiles()[*profile as usize].name
-            )?;
+            writeln!(out, "      {net} → {}", policy.profile(*profile).name)?;
         }
     }
     match policy.default_profile() {

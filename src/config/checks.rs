@@ -99,7 +99,7 @@ fn check_tokens(loaded: &LoadedConfig) -> Result<(), ConfigError> {
         let role = token.role.get_ref().as_str();
         let valid = match role.strip_prefix("school:") {
             Some(id) => config.schools.iter().any(|s| s.id.get_ref() == id),
-            None => role == "district",
+            None => role == "district" || role == "police",
         };
         if !valid {
             let known: Vec<&str> = config
@@ -111,7 +111,7 @@ fn check_tokens(loaded: &LoadedConfig) -> Result<(), ConfigError> {
                 token.role.span(),
                 &key("role"),
                 format!(
-                    "unknown role `{role}`: expected `district` or `school:<id>` with one of \
+                    "unknown role `{role}`: expected `district`, `police` or `school:<id>` with one of \
                      the configured school ids ({})",
                     known.join(", ")
                 ),

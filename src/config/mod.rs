@@ -78,6 +78,13 @@ pub struct ConsoleConfig {
     /// with which role, and their Argon2id password hashes.
     #[serde(default)]
     pub users: Option<PathBuf>,
+    /// The exceptions file the console writes (allow or block one name for one school or the
+    /// whole district); the policy compiles those in force. Absent: no exceptions from a file.
+    #[serde(default)]
+    pub exceptions: Option<PathBuf>,
+    /// The unblock requests file the console writes (schools ask, the district decides).
+    #[serde(default)]
+    pub requests: Option<PathBuf>,
 }
 
 impl Config {
@@ -94,10 +101,12 @@ impl Config {
         self.schools.iter().any(|s| s.id.get_ref() == id)
     }
 
-    /// Files besides the config and the lists whose change calls for a reload: the devices
-    /// file and the TLS certificate and key.
+    /// Files besides the config and the lists whose change calls for a reload: the devices,
+    /// users and exceptions files and the TLS certificate and key.
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = self.devices.file.iter().cloned().collect();
+        files.extend(self.console.users.iter().cloned());
+        files.extend(self.console.exceptions.iter().cloned());
         files.extend(self.tls.cert.iter().cloned());
         files.extend(self.tls.key.iter().cloned());
         files
@@ -445,6 +454,10 @@ pub struct CategoryConfig {
     /// Shown to admins and reviewers.
     #[serde(default)]
     pub description: Option<String>,
+    /// A school's allow exception never unblocks this category's names; only a district-wide
+    /// exception can (the shipped config locks malware and phishing).
+    #[serde(default)]
+    pub locked: bool,
 }
 
 /// How strictly search engines are forced into safe mode.
@@ -512,6 +525,13 @@ pub struct SchoolConfig {
     /// network makes schooldns an open resolver for the whole internet.
     #[serde(default)]
     pub allow_any_network: bool,
+    /// Names (and their subdomains) this school always lets through, above its profile's
+    /// lists (never above a `locked` category).
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// Names (and their subdomains) this school always blocks, whatever its lists allow.
+    #[serde(default)]
+    pub block: Vec<Spanned<String>>,
 }
 
 /// `[defaults]`: clients outside every school network.

@@ -22,40 +22,8 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use serde::Deserialize;
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 
-/// What a person may do in the console.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConsoleRole {
-    /// Everything.
-    District,
-    /// Reads every school's hits and exports them; changes nothing.
-    Police,
-    /// Its own school only: hits, exceptions, devices, unblock requests.
-    School(String),
-}
-
-impl ConsoleRole {
-    /// Reads `district`, `police` or `school:<id>`.
-    pub fn parse(text: &str) -> Option<ConsoleRole> {
-        match text {
-            "district" => Some(ConsoleRole::District),
-            "police" => Some(ConsoleRole::Police),
-            _ => {
-                let id = text.strip_prefix("school:")?;
-                (!id.is_empty()).then(|| ConsoleRole::School(id.to_string()))
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for ConsoleRole {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConsoleRole::District => f.write_str("district"),
-            ConsoleRole::Police => f.write_str("police"),
-            ConsoleRole::School(id) => write!(f, "school:{id}"),
-        }
-    }
-}
+/// What a person may do in the console: the same roles as the API's tokens.
+pub use crate::access::Role as ConsoleRole;
 
 /// One person, as the file holds them.
 #[derive(Debug, Clone, Deserialize)]

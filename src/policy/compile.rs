@@ -23,7 +23,7 @@ use super::decision::BlockAnswer;
 use super::devices::{Device, Devices};
 use super::matcher::{DomainTableBuilder, MAX_FILES};
 use super::networks::{NetworkTarget, Networks};
-use super::profiles::{Probe, Profile, Role};
+use super::profiles::{ExceptionProbe, Probe, Profile, Role};
 use super::{Category, CompiledCategory, CompiledFile, Policy, School};
 use crate::config::{ConfigError, LoadedConfig};
 use crate::lists::{self, ut1};
@@ -183,10 +183,13 @@ impl Compiler {
                 name: name.clone(),
                 description: cat.description.clone(),
                 url_rules,
+                locked: cat.locked,
                 compiled,
             });
         }
-        let category_index = |name: &str| categories.iter().position(|c| c.name == name);
+        let configured = categories.len();
+        let category_index =
+            |name: &str| categories[..configured].iter().position(|c| c.name == name);
 
         let mut profiles = Vec::new();
         for (name, p) in &config.profiles {
@@ -254,15 +257,76 @@ impl Compiler {
                 answer,
                 bypass_protection: p.bypass_protection,
                 probes,
+                exceptions: Vec::new(),
             });
         }
+        // Exceptions: one table for the district (every profile consults it) and one per
+        // school that has any (its networks get copies of their profiles that consult it).
+        let (exception_tables, exceptions_in_force) = compile_exceptions(loaded)?;
+        let mut school_exceptions: HashMap<String, u32> = HashMap::new();
+        for (scope, compiled) in exception_tables {
+            let index = categories.len() as u32;
+            let (name, description) = match &scope {
+                None => (
+                    EXCEPTIONS_CATEGORY.to_string(),
+                    "District-wide exceptions".to_string(),
+                ),
+                Some(school) => (
+                    format!("{EXCEPTIONS_CATEGORY}:{school}"),
+                    format!("Exceptions of school {school}"),
+                ),
+            };
+            categories.push(Category {
+                name,
+                description: Some(description),
+                url_rules: 0,
+                locked: false,
+                compiled: Arc::new(compiled),
+            });
+            match scope {
+                None => {
+                    for profile in &mut profiles {
+                        profile.exceptions.push(ExceptionProbe {
+                            category: index,
+                            district: true,
+                        });
+                    }
+                }
+                Some(school) => {
+                    school_exceptions.insert(school, index);
+                }
+            }
+        }
+        // A school with its own exceptions gets its own copy of each profile it uses.
+        let mut school_profiles: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut profile_for = |profiles: &mut Vec<Profile>, school: &str, profile: u32| -> u32 {
+            let Some(&category) = school_exceptions.get(school) else {
+                return profile;
+            };
+            *school_profiles
+                .entry((category, profile))
+                .or_insert_with(|| {
+                    let mut copy = profiles[profile as usize].clone();
+                    copy.exceptions.insert(
+                        0,
+                        ExceptionProbe {
+                            category,
+                            district: false,
+                        },
+                    );
+                    profiles.push(copy);
+                    profiles.len() as u32 - 1
+                })
+        };
+        // The configured profiles, by name (schools' copies come after them).
+        let profile_names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
         let profile_index = |r: &toml::Spanned<String>, key: &str| {
-            profiles
+            profile_names
                 .iter()
-                .position(|p| &p.name == r.get_ref())
+                .position(|p| p == r.get_ref())
                 .map(|i| i as u32)
                 .ok_or_else(|| {
-                    let known: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+                    let known: Vec<&str> = profile_names.iter().map(String::as_str).collect();
                     source.error_at(
                         r.span(),
                         key,
@@ -290,6 +354,7 @@ impl Compiler {
                 return Err(source.error_at(s.id.span(), &format!("{prefix}.id"), "empty id"));
             }
             let profile = profile_index(&s.profile, &format!("{prefix}.profile"))?;
+            let profile = profile_for(&mut profiles, s.id.get_ref(), profile);
             let school_index = schools.len() as u32;
             let mut claimed = Vec::new();
             for net in &s.networks {
@@ -347,6 +412,7 @@ impl Compiler {
                     ));
                 }
                 let profile = profile_index(sub_profile, &key)?;
+                let profile = profile_for(&mut profiles, s.id.get_ref(), profile);
                 networks
                     .insert(
                         parsed,
@@ -398,6 +464,7 @@ impl Compiler {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         source.text.hash(&mut hasher);
         devices_stamp.hash(&mut hasher);
+        exceptions_in_force.hash(&mut hasher);
         for category in &categories {
             for file in &category.compiled.files {
                 file.path.hash(&mut hasher);
@@ -407,6 +474,7 @@ impl Compiler {
         self.previous = kept;
         Ok(Policy {
             categories,
+            configured_profiles: profile_names.len(),
             profiles,
             schools,
             networks,
@@ -417,6 +485,111 @@ impl Compiler {
             version: hasher.finish(),
         })
     }
+}
+
+/// The category name of district-wide exceptions; a school's are `exception:<school id>`.
+pub const EXCEPTIONS_CATEGORY: &str = "exception";
+
+/// Exception entries of one scope: `None` is the district, `Some(id)` a school.
+type ExceptionTables = Vec<(Option<String>, CompiledCategory)>;
+
+/// Compiles the exceptions in force now: those of the exceptions file (file index 0) and the
+/// schools' `allow`/`block` keys in the config (file index 1), one table per scope. Returns
+/// the tables and the ids in force (they change the policy's version when one expires).
+fn compile_exceptions(
+    loaded: &LoadedConfig,
+) -> Result<(ExceptionTables, Vec<String>), CompileError> {
+    let (config, source) = (&loaded.config, &loaded.source);
+    let now = crate::hitlog::now_ms();
+    let file = config.console.exceptions.clone();
+    let listed = match &file {
+        Some(path) => crate::exceptions::read(path)
+            .map_err(|e| source.error("console.exceptions", format!("{e:#}")))?,
+        None => Vec::new(),
+    };
+    let mut scopes: std::collections::BTreeMap<
+        Option<String>,
+        Vec<(u16, u32, String, lists::Action)>,
+    > = Default::default();
+    let mut in_force = Vec::new();
+    for exception in listed.iter().filter(|e| e.in_force(now)) {
+        if let Some(school) = &exception.school
+            && !config.has_school(school)
+        {
+            tracing::warn!(id = %exception.id, %school, "exception for a school that is not in the config; not applied");
+            continue;
+        }
+        in_force.push(exception.id.clone());
+        scopes.entry(exception.school.clone()).or_default().push((
+            0,
+            exception.line,
+            exception.name.clone(),
+            exception.action,
+        ));
+    }
+    for (i, school) in config.schools.iter().enumerate() {
+        for (field, action, entries) in [
+            ("allow", lists::Action::Allow, &school.allow),
+            ("block", lists::Action::Block, &school.block),
+        ] {
+            for entry in entries {
+                let mut name = String::new();
+                crate::name::normalize_entry(entry.get_ref(), &mut name).map_err(|e| {
+                    source.error_at(
+                        entry.span(),
+                        &format!("schools[{i}].{field}"),
+                        format!("{:?}: {e}", entry.get_ref()),
+                    )
+                })?;
+                let line = source.text[..entry.span().start].matches('\n').count() as u32 + 1;
+                scopes
+                    .entry(Some(school.id.get_ref().clone()))
+                    .or_default()
+                    .push((1, line, name, action));
+            }
+        }
+    }
+    let stamp = |path: &Path| {
+        FileStamp::of(path).unwrap_or(FileStamp {
+            len: 0,
+            modified: None,
+            inode: 0,
+        })
+    };
+    let files = |_: ()| {
+        let exceptions_file = file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("(no exceptions file)"));
+        vec![
+            CompiledFile {
+                report: lists::ParseReport::default(),
+                stamp: stamp(&exceptions_file),
+                path: exceptions_file,
+            },
+            CompiledFile {
+                path: source.file.clone(),
+                report: lists::ParseReport::default(),
+                stamp: stamp(&source.file),
+            },
+        ]
+    };
+    let tables = scopes
+        .into_iter()
+        .map(|(scope, entries)| {
+            let mut builder = DomainTableBuilder::with_capacity(entries.len());
+            for (file, line, name, action) in &entries {
+                builder.insert(name, *file, *line, *action, lists::Scope::Subtree);
+            }
+            (
+                scope,
+                CompiledCategory {
+                    files: files(()),
+                    table: builder.build(),
+                },
+            )
+        })
+        .collect();
+    Ok((tables, in_force))
 }
 
 /// Reads the devices file and resolves each device's profile and school; mistakes name the

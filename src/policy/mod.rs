@@ -72,6 +72,8 @@ pub struct Category {
     pub description: Option<String>,
     /// URL rules of UT1 folders, which DNS cannot apply (reported, not used).
     pub url_rules: u64,
+    /// A school's allow exception never unblocks its names.
+    pub locked: bool,
     /// Its names.
     pub compiled: Arc<CompiledCategory>,
 }
@@ -80,6 +82,16 @@ impl Category {
     /// Distinct names in the category.
     pub fn entries(&self) -> usize {
         self.compiled.table.len()
+    }
+
+    /// Whether this is a table of exceptions (the district's or a school's), not a
+    /// configured category.
+    pub fn is_exceptions(&self) -> bool {
+        self.name == compile::EXCEPTIONS_CATEGORY
+            || self
+                .name
+                .strip_prefix(compile::EXCEPTIONS_CATEGORY)
+                .is_some_and(|rest| rest.starts_with(':'))
     }
 
     /// Merged parse report of the category's files.
@@ -112,7 +124,10 @@ pub const BUILT_IN_CATEGORIES: [&str; 2] = ["bypass-protection", "safe-search"];
 #[derive(Debug)]
 pub struct Policy {
     categories: Vec<Category>,
+    /// The configured profiles, then the copies schools with exceptions use.
     profiles: Vec<Profile>,
+    /// How many of `profiles` are configured.
+    configured_profiles: usize,
     schools: Vec<School>,
     networks: Networks,
     default_profile: Option<u32>,
@@ -195,9 +210,96 @@ impl Policy {
     }
 
     /// Judges a name for a profile (by index), for callers that identify the profile
-    /// another way (a family token).
+    /// another way (a family token): the profile's exceptions first, then its lists.
+    #[inline]
     pub fn decide_for_profile(&self, profile_index: u32, name: &QueryName) -> Decision {
         let profile = &self.profiles[profile_index as usize];
+        if !profile.exceptions.is_empty() {
+            return self.decide_with_exceptions(profile_index, profile, name);
+        }
+        self.decide_by_lists(profile_index, profile, name)
+    }
+
+    /// The most specific exception matching the name decides (a school's before the
+    /// district's at the same name; block before allow): a block blocks; an allow lets the
+    /// name through over the lists, except over a `locked` category unless the exception is
+    /// the district's. Safe search still rewrites an allowed search engine.
+    #[cold]
+    fn decide_with_exceptions(
+        &self,
+        profile_index: u32,
+        profile: &Profile,
+        name: &QueryName,
+    ) -> Decision {
+        let mut found = None;
+        'suffixes: for skip in 0..name.label_count() {
+            let hash = name_hash(name.suffix(skip));
+            for probe in &profile.exceptions {
+                let table = &self.categories[probe.category as usize].compiled.table;
+                let Some(meta) = table.get(hash) else {
+                    continue;
+                };
+                let below = skip > 0;
+                let action = if meta.applies(Action::Block, below) {
+                    Action::Block
+                } else if meta.applies(Action::Allow, below) {
+                    Action::Allow
+                } else {
+                    continue;
+                };
+                let rule = Rule {
+                    source: RuleSource::List {
+                        category: probe.category,
+                        file: meta.file(),
+                        line: meta.line(),
+                    },
+                    offset: name.suffix_offset(skip) as u8,
+                    scope: meta.scope(action),
+                    allows: action == Action::Allow,
+                };
+                found = Some((action, rule, probe.district));
+                break 'suffixes;
+            }
+        }
+        let by_lists = self.decide_by_lists(profile_index, profile, name);
+        let Some((action, rule, district)) = found else {
+            return by_lists;
+        };
+        if action == Action::Block {
+            return Decision {
+                verdict: Verdict::Block(profile.answer),
+                rule: Some(rule),
+                overridden: None,
+                ..by_lists
+            };
+        }
+        match (by_lists.verdict, by_lists.rule) {
+            (Verdict::Block(_), Some(block)) => {
+                let locked = match block.source {
+                    RuleSource::List { category, .. } => self.categories[category as usize].locked,
+                    _ => false,
+                };
+                if locked && !district {
+                    return by_lists;
+                }
+                Decision {
+                    verdict: Verdict::Allow,
+                    rule: Some(rule),
+                    overridden: Some(block),
+                    ..by_lists
+                }
+            }
+            (Verdict::Allow, _) => Decision {
+                rule: Some(rule),
+                ..by_lists
+            },
+            // A safe-search rewrite (or a refusal) stands.
+            _ => by_lists,
+        }
+    }
+
+    /// Judges a name by the profile's lists, safe search and bypass protection.
+    fn decide_by_lists(&self, profile_index: u32, profile: &Profile, name: &QueryName) -> Decision {
         let mut allow: Option<Rule> = None;
         let mut block: Option<Rule> = None;
         // First pass: hash every suffix and ask the filter. The iterations do not depend on
@@ -404,9 +506,15 @@ impl Policy {
         &self.categories
     }
 
-    /// Profiles by index.
+    /// The profile a decision or a school names by index (a school's copy, with its
+    /// exceptions, included).
+    pub fn profile(&self, index: u32) -> &Profile {
+        &self.profiles[index as usize]
+    }
+
+    /// The configured profiles, in config order.
     pub fn profiles(&self) -> &[Profile] {
-        &self.profiles
+        &self.profiles[..self.configured_profiles]
     }
 
     /// Schools by index.

@@ -25,6 +25,15 @@ pub struct Probe {
     pub has_allow_rules: bool,
 }
 
+/// An exceptions table a profile consults before its lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExceptionProbe {
+    /// Index of the exceptions category.
+    pub category: u32,
+    /// District-wide exceptions also unblock `locked` categories; a school's never do.
+    pub district: bool,
+}
+
 /// A compiled age profile.
 #[derive(Debug, Clone)]
 pub struct Profile {
@@ -44,4 +53,7 @@ pub struct Profile {
     pub bypass_protection: bool,
     /// Every allowed, then every blocked category.
     pub probes: Vec<Probe>,
+    /// Exceptions consulted before the lists: the school's (in a school's copy of the
+    /// profile), then the district's. Empty for most profiles, and then free.
+    pub exceptions: Vec<ExceptionProbe>,
 }

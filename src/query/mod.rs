@@ -463,7 +463,7 @@ impl Pipeline {
             let category = decision.rule.map_or("policy", |r| policy.rule_category(&r));
             let profile = decision
                 .profile
-                .map_or("", |p| policy.profiles()[p as usize].name.as_str());
+                .map_or("", |p| policy.profile(p).name.as_str());
             self.metrics.record_block(category, profile);
             if self.hits.enabled() {
                 self.hits.record(HitEvent {
