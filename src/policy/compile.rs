@@ -490,6 +490,9 @@ impl Compiler {
 /// The category name of district-wide exceptions; a school's are `exception:<school id>`.
 pub const EXCEPTIONS_CATEGORY: &str = "exception";
 
+/// One exception as the table takes it: file index, line, name, action.
+type ExceptionEntry = (u16, u32, String, lists::Action);
+
 /// Exception entries of one scope: `None` is the district, `Some(id)` a school.
 type ExceptionTables = Vec<(Option<String>, CompiledCategory)>;
 
@@ -507,10 +510,8 @@ fn compile_exceptions(
             .map_err(|e| source.error("console.exceptions", format!("{e:#}")))?,
         None => Vec::new(),
     };
-    let mut scopes: std::collections::BTreeMap<
-        Option<String>,
-        Vec<(u16, u32, String, lists::Action)>,
-    > = Default::default();
+    let mut scopes: std::collections::BTreeMap<Option<String>, Vec<ExceptionEntry>> =
+        Default::default();
     let mut in_force = Vec::new();
     for exception in listed.iter().filter(|e| e.in_force(now)) {
         if let Some(school) = &exception.school
