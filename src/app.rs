@@ -216,6 +216,7 @@ impl App {
             setup,
             encrypted: encrypted.as_ref().map(|(shared, _, _)| Arc::clone(shared)),
             certs,
+            console: crate::console::Console::new(false),
         });
         let trigger = reload_trigger.clone();
         let refresher = subscriptions::spawn_refresher(

@@ -117,7 +117,7 @@ fn line_of(text: &str, offset: usize) -> u32 {
     text[..offset.min(text.len())].matches('\n').count() as u32 + 1
 }
 
-fn instant(text: &str) -> Option<i64> {
+pub(crate) fn instant(text: &str) -> Option<i64> {
     text.parse::<jiff::Timestamp>()
         .ok()
         .map(|t| t.as_millisecond())
@@ -208,14 +208,14 @@ const NEW_FILE_HEADER: &str = "# schooldns exceptions: one [[exceptions]] entry 
 # Written by the web console (and editable by hand); the server reloads this file when it\n\
 # changes. Removed and expired exceptions stay as history.\n";
 
-fn timestamp(ms: i64) -> String {
+pub(crate) fn timestamp(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
         .unwrap_or_default()
 }
 
 /// A fresh id: the time and 16 random bits.
-fn new_id(prefix: &str) -> anyhow::Result<String> {
+pub(crate) fn new_id(prefix: &str) -> anyhow::Result<String> {
     let mut bytes = [0u8; 2];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the system's random source: {e}"))?;
     Ok(format!(

@@ -89,6 +89,16 @@ impl Metrics {
         self.queries[p][o][rcode_index(rcode)].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Every query answered so far.
+    pub fn total_queries(&self) -> u64 {
+        self.queries
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Counts one block.
     pub fn record_block(&self, category: &str, profile: &str) {
         let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());

@@ -128,12 +128,68 @@ pub fn urls(config: &Config) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The refresher's last outcome per URL (ms since the epoch, outcome), for the console.
+static LAST_FETCH: std::sync::Mutex<Vec<(String, i64, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// One subscription as the console shows it.
+#[derive(Debug, Clone)]
+pub struct SubscriptionStatus {
+    /// The category it feeds.
+    pub category: String,
+    /// The URL.
+    pub url: String,
+    /// When it was last fetched by this process.
+    pub fetched_ms: Option<i64>,
+    /// `updated`, `not modified` or the error.
+    pub result: Option<String>,
+    /// Rules the live policy holds from its downloaded copy.
+    pub entries: Option<u64>,
+}
+
+/// Every subscription of `config`: its last fetch and what the live `policy` holds from it.
+pub fn status(config: &Config, policy: &crate::policy::Policy) -> Vec<SubscriptionStatus> {
+    let last = LAST_FETCH.lock().map(|l| l.clone()).unwrap_or_default();
+    urls(config)
+        .into_iter()
+        .map(|(category, url)| {
+            let path = cached_path(&config.subscriptions.cache_dir, &url);
+            let entries = policy
+                .categories()
+                .iter()
+                .flat_map(|c| c.compiled.files.iter())
+                .find(|f| f.path == path)
+                .map(|f| f.report.accepted);
+            let fetched = last.iter().find(|(u, _, _)| *u == url);
+            SubscriptionStatus {
+                fetched_ms: fetched.map(|(_, at, _)| *at),
+                result: fetched.map(|(_, _, r)| r.clone()),
+                category,
+                url,
+                entries,
+            }
+        })
+        .collect()
+}
+
+fn remember(url: &str, result: &Fetched) {
+    let text = match result {
+        Fetched::Updated => "updated".to_string(),
+        Fetched::NotModified => "not modified".to_string(),
+        Fetched::Failed(error) => error.clone(),
+    };
+    let mut last = LAST_FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    last.retain(|(u, _, _)| u != url);
+    last.push((url.to_string(), crate::hitlog::now_ms(), text));
+}
+
 /// Refreshes every subscription once, logging each outcome. Returns how many changed.
 pub fn refresh_all(config: &Config, agent: &ureq::Agent) -> usize {
     let cache_dir = &config.subscriptions.cache_dir;
     let mut changed = 0;
     for (category, url) in urls(config) {
-        match fetch(agent, cache_dir, &url) {
+        let fetched = fetch(agent, cache_dir, &url);
+        remember(&url, &fetched);
+        match fetched {
             Fetched::Updated => {
                 tracing::info!(%category, %url, "subscription updated");
                 changed += 1;

@@ -10,7 +10,7 @@ use crate::common::tls::{HOSTNAME, TestPki, https};
 use crate::devices::{PRIMARY, REVOKED, STAFF, sni, start};
 
 /// Whether `program` runs; panics instead of skipping when CI requires the clients.
-fn have(program: &str, version_arg: &str) -> bool {
+pub fn have(program: &str, version_arg: &str) -> bool {
     let found = Command::new(program).arg(version_arg).output().is_ok();
     if !found {
         assert!(
@@ -23,7 +23,7 @@ fn have(program: &str, version_arg: &str) -> bool {
 }
 
 /// Runs a command off the async runtime; returns (exit code, stdout, stderr).
-async fn run(program: &'static str, args: Vec<String>) -> (i32, String, String) {
+pub async fn run(program: &'static str, args: Vec<String>) -> (i32, String, String) {
     tokio::task::spawn_blocking(move || {
         let output = Command::new(program).args(&args).output().unwrap();
         (
@@ -36,12 +36,12 @@ async fn run(program: &'static str, args: Vec<String>) -> (i32, String, String) 
     .unwrap()
 }
 
-fn ca(dir: &Path) -> String {
+pub fn ca(dir: &Path) -> String {
     dir.join("tls/ca.pem").display().to_string()
 }
 
 /// kdig's status line for one query.
-fn status_of(output: &str) -> &str {
+pub fn status_of(output: &str) -> &str {
     output
         .split("opcode: QUERY; status: ")
         .nth(1)

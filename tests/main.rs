@@ -11,12 +11,14 @@
 //! - `promises`: README promises pinned on the wire (transports, cache, EDNS cut, stale).
 //! - `robustness`: what outside testing found could knock the resolver over, reproduced.
 //! - `upstream`: forwarding: retransmission, hedging, skipping, health.
+//! - `console`: the web console in headless Chromium (WebDriver), with dig and kdig.
 //! - `shipped`: the shipped config and every shipped blocklist.
 
 mod alloc;
 mod cli;
 mod clients;
 mod common;
+mod console;
 mod devices;
 mod hitlog;
 mod http2;

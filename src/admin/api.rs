@@ -46,6 +46,11 @@ impl HitReader {
         }
     }
 
+    /// The district's time zone (`[hitlog] timezone`).
+    pub fn zone(&self) -> &jiff::tz::TimeZone {
+        &self.zone
+    }
+
     /// The same file read with a reloaded `[hitlog]`'s time zone and client-address setting.
     pub fn following(&self, config: &HitlogConfig) -> HitReader {
         HitReader {
@@ -62,6 +67,27 @@ pub struct Known {
     pub schools: SchoolNames,
     /// Category names.
     pub categories: Vec<String>,
+}
+
+impl Known {
+    /// What the live snapshot knows.
+    pub fn of(live: &crate::live::Snapshot) -> Known {
+        Known {
+            schools: live
+                .policy
+                .schools()
+                .iter()
+                .map(|s| (s.id.clone(), s.name.clone()))
+                .collect(),
+            categories: live
+                .policy
+                .categories()
+                .iter()
+                .map(|c| c.name.clone())
+                .chain(crate::policy::BUILT_IN_CATEGORIES.map(String::from))
+                .collect(),
+        }
+    }
 }
 
 /// Parameters every read path takes: the filter.
@@ -100,7 +126,7 @@ fn check_params(request: &Request, own: &[&str]) -> Result<(), Response> {
 
 /// Builds the filter from the query parameters, pinned to the role's school: a school's
 /// reader asking for any other school is refused (403) before anything else is read.
-fn filter(
+pub(crate) fn filter(
     request: &Request,
     role: &Role,
     reader: &HitReader,
@@ -166,9 +192,10 @@ fn limit(request: &Request, default: usize, most: usize) -> Result<usize, Respon
 }
 
 /// `GET /api/hits`: `{"hits": [...], "next": cursor|null, "timezone": ...}`, or with
-/// `format=csv` every matching record as CSV (UTF-8 with BOM, local time beside UTC).
+/// `format=csv` every matching record as CSV (UTF-8 with BOM, local time beside UTC; headers
+/// in Vietnamese with `lang=vi`).
 pub fn hits(request: &Request, role: &Role, reader: &HitReader, known: &Known) -> Response {
-    if let Err(response) = check_params(request, &["limit", "cursor", "format"]) {
+    if let Err(response) = check_params(request, &["limit", "cursor", "format", "lang"]) {
         return response;
     }
     let filter = match filter(request, role, reader, known) {
@@ -196,7 +223,12 @@ pub fn hits(request: &Request, role: &Role, reader: &HitReader, known: &Known) -
                 Err(response) => return response,
             },
         };
-        return export_csv(reader, filter, most, &known.schools);
+        let vietnamese = match request.param("lang") {
+            None | Some("en") => false,
+            Some("vi") => true,
+            Some(other) => return bad(format!("lang: `{other}` is not vi or en")),
+        };
+        return export_csv(reader, filter, most, &known.schools, vietnamese);
     }
     let limit = match limit(request, DEFAULT_LIMIT, MAX_LIMIT) {
         Ok(n) => n,
@@ -240,6 +272,7 @@ fn export_csv(
     filter: HitFilter,
     most: Option<usize>,
     schools: &SchoolNames,
+    vietnamese: bool,
 ) -> Response {
     let conn = match open(reader) {
         Ok(conn) => conn,
@@ -250,7 +283,7 @@ fn export_csv(
     tokio::task::spawn_blocking(move || {
         let mut chunk = Vec::with_capacity(EXPORT_CHUNK + 4096);
         chunk.extend_from_slice(export::BOM.as_bytes());
-        let _ = export::csv_line(&mut chunk, &export::csv_header(&zone));
+        let _ = export::csv_line(&mut chunk, &export::csv_header_in(&zone, vietnamese));
         let mut open = true;
         let mut left = most.unwrap_or(usize::MAX);
         if let Some(conn) = conn {
@@ -398,7 +431,7 @@ pub fn audit(request: &Request, role: &Role, reader: &HitReader) -> Response {
 }
 
 /// Why a query could not be answered.
-struct QueryFailed(String);
+pub(crate) struct QueryFailed(pub String);
 
 impl From<rusqlite::Error> for QueryFailed {
     fn from(err: rusqlite::Error) -> QueryFailed {
@@ -417,7 +450,7 @@ impl From<QueryFailed> for Response {
 }
 
 /// A read-only connection; `None` while the file does not exist yet (nothing recorded).
-fn open(reader: &HitReader) -> Result<Option<rusqlite::Connection>, QueryFailed> {
+pub(crate) fn open(reader: &HitReader) -> Result<Option<rusqlite::Connection>, QueryFailed> {
     if !reader.path.exists() {
         return Ok(None);
     }

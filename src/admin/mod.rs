@@ -4,7 +4,7 @@
 //! `api.rs`), and the parents' setup pages `GET /setup/<token>`, `/apple/<token>.mobileconfig`. Beside the query path: it reads counters, the current policy and the hit log's
 //! file, nothing else.
 
-mod api;
+pub mod api;
 pub mod http;
 
 pub use api::HitReader;
@@ -63,6 +63,8 @@ pub struct AdminState {
     pub admin_slots: Arc<crate::server::slots::Slots>,
     /// How long a client may take to read a response.
     pub write_timeout: Duration,
+    /// The web console's sessions and sign-in limits.
+    pub console: crate::console::Console,
 }
 
 impl AdminState {
@@ -194,6 +196,7 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/api/audit", get(read_api))
         .route("/setup/{*rest}", get(setup_route))
         .route("/apple/{*rest}", get(setup_route))
+        .merge(crate::console::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -347,11 +350,16 @@ async fn read_api(
 ) -> Response {
     let request = Request::of(&axum_request);
     let live = state.live.load_full();
-    let Some(role) = live
+    // A bearer token (scripts), or a console session (the console's export links).
+    let token_role = live
         .access
         .authorize(request.header("authorization"))
-        .cloned()
-    else {
+        .cloned();
+    let session = match token_role {
+        Some(_) => None,
+        None => crate::console::session_of(&state, request.header("cookie")),
+    };
+    let Some(role) = token_role.or_else(|| session.as_ref().map(|s| s.role.clone())) else {
         let mut response = Response::error(
             "401 Unauthorized",
             "a bearer token from [[admin.tokens]] is required",
@@ -362,23 +370,12 @@ async fn read_api(
         return response;
     };
     let reader = state.reader.following(&live.config.hitlog);
-    let actor = token_label(&role, request.header("authorization"));
-    let address = http::peer_of(&axum_request).map(|p| p.ip().to_string());
-    let known = api::Known {
-        schools: live
-            .policy
-            .schools()
-            .iter()
-            .map(|s| (s.id.clone(), s.name.clone()))
-            .collect(),
-        categories: live
-            .policy
-            .categories()
-            .iter()
-            .map(|c| c.name.clone())
-            .chain(crate::policy::BUILT_IN_CATEGORIES.map(String::from))
-            .collect(),
+    let actor = match &session {
+        Some(session) => format!("user:{}", session.user),
+        None => token_label(&role, request.header("authorization")),
     };
+    let address = http::peer_of(&axum_request).map(|p| p.ip().to_string());
+    let known = api::Known::of(&live);
     let target = request.target();
     let export = request.param("format") == Some("csv");
     let response = tokio::task::spawn_blocking(move || match request.path.as_str() {

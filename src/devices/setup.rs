@@ -477,7 +477,7 @@ pub fn page(endpoints: &Endpoints, device: &Device, profile: &str) -> String {
 
 /// The QR code of `text` as inline SVG (dark modules on white, no XML declaration), made here:
 /// the page needs nothing from outside.
-fn qr_code(text: &str) -> Option<String> {
+pub fn qr_code(text: &str) -> Option<String> {
     let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
     let svg = code
         .render::<qrcode::render::svg::Color<'_>>()

@@ -99,6 +99,29 @@ const CSV_HEADER: [&str; 19] = [
     "policy_version",
 ];
 
+/// [`CSV_HEADER`] in Vietnamese, for exports from the console in Vietnamese.
+const CSV_HEADER_VI: [&str; 19] = [
+    "thoi_gian_dia_phuong",
+    "thoi_gian_utc",
+    "lan_cuoi_utc",
+    "so_lan",
+    "truong",
+    "ten_truong",
+    "thiet_bi",
+    "ho_so",
+    "may",
+    "giao_thuc",
+    "ten_mien",
+    "loai_truy_van",
+    "quyet_dinh",
+    "nhom",
+    "danh_sach",
+    "dong",
+    "muc",
+    "cname",
+    "phien_ban_chinh_sach",
+];
+
 /// A CSV field: quoted when needed, and defused when a spreadsheet would read it as a formula.
 fn csv_field(text: &str) -> String {
     let defused = if text.starts_with(['=', '+', '@', '\t', '\r']) {
@@ -121,8 +144,18 @@ pub fn csv_line(out: &mut dyn Write, fields: &[String]) -> io::Result<()> {
 
 /// The CSV header row: `time_local (<zone>)`, then UTC and the record's fields.
 pub fn csv_header(zone: &TimeZone) -> Vec<String> {
-    let mut header: Vec<String> = CSV_HEADER.iter().map(|h| h.to_string()).collect();
-    header[0] = format!("time_local ({})", zone_name(zone));
+    csv_header_in(zone, false)
+}
+
+/// The CSV header in English, or in Vietnamese (`vietnamese`): the columns are the same.
+pub fn csv_header_in(zone: &TimeZone, vietnamese: bool) -> Vec<String> {
+    let names = if vietnamese {
+        &CSV_HEADER_VI
+    } else {
+        &CSV_HEADER
+    };
+    let mut header: Vec<String> = names.iter().map(|h| h.to_string()).collect();
+    header[0] = format!("{} ({})", names[0], zone_name(zone));
     header
 }
 

@@ -21,6 +21,14 @@ pub fn select_records() -> String {
     format!("SELECT {} FROM records r {JOINS}", schema::record_columns())
 }
 
+/// One record by id, if it exists.
+pub fn record_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<HitRecord>> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached(&format!("{} WHERE r.id = ?", select_records()))?
+        .query_row([id], record_from_row)
+        .optional()
+}
+
 /// Reads a record from a row of [`select_records`].
 pub fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<HitRecord> {
     Ok(HitRecord {

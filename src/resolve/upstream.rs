@@ -93,6 +93,19 @@ struct Latency {
     sum_micros: AtomicU64,
 }
 
+/// One upstream's state, as the console shows it.
+#[derive(Debug, Clone)]
+pub struct UpstreamHealth {
+    /// The server as configured.
+    pub server: String,
+    /// Not being skipped after failures.
+    pub healthy: bool,
+    /// Smoothed round-trip time (0 before the first answer).
+    pub rtt_ms: f64,
+    /// Failed or timed-out exchanges.
+    pub errors: u64,
+}
+
 /// The configured upstreams.
 pub struct Upstreams {
     servers: Vec<Upstream>,
@@ -151,6 +164,21 @@ impl Upstreams {
                 .servers
                 .iter()
                 .all(|u| u.skip_until_ms.load(Ordering::Relaxed) > now)
+    }
+
+    /// Each upstream's state for the console: its address, whether it is answering, its
+    /// smoothed round-trip time and its failed exchanges.
+    pub fn health(&self) -> Vec<UpstreamHealth> {
+        let now = self.now_ms();
+        self.servers
+            .iter()
+            .map(|u| UpstreamHealth {
+                server: u.server.to_string(),
+                healthy: u.skip_until_ms.load(Ordering::Relaxed) <= now,
+                rtt_ms: u.srtt_us.load(Ordering::Relaxed) as f64 / 1000.0,
+                errors: u.errors.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// Asks the upstreams, healthy ones first in configured order, until one answers or the

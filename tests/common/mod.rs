@@ -69,6 +69,7 @@ pub fn fixture(name: &str) -> PathBuf {
 
 pub mod dns;
 pub mod tls;
+pub mod webdriver;
 
 /// A loopback port free for both UDP and TCP right now, for a spawned server to bind: bind,
 /// read, release (the server binds it again right away).
