@@ -49,6 +49,8 @@ pub struct App {
     reload_trigger: mpsc::Sender<Trigger>,
     reload_thread: std::thread::JoinHandle<()>,
     admin: Option<TcpListener>,
+    /// `[admin] tls`: the admin listener's TLS.
+    admin_tls: Option<TlsAcceptor>,
     admin_state: Arc<AdminState>,
     /// Downloads subscriptions beside the query path; stopped through `refresher_control`.
     refresher: std::thread::JoinHandle<()>,
@@ -171,6 +173,39 @@ impl App {
         let reload_stats = reloader.stats();
         let (refresher_control, refresher_rx) = mpsc::channel();
         live.follow_subscriptions(refresher_control.clone());
+        // The admin listener over TLS: its own certificate, or the [tls] one (followed on
+        // reload like DoT's and DoH's).
+        let admin_tls = if config.admin.tls {
+            let store = match (&config.admin.cert, &config.admin.key, &certs) {
+                (Some(cert), Some(key), _) => Arc::new(
+                    CertStore::load(&crate::config::TlsConfig {
+                        cert: Some(cert.clone()),
+                        key: Some(key.clone()),
+                        ..config.tls.clone()
+                    })
+                    .context("loading [admin] cert and key")?,
+                ),
+                (None, None, Some(certs)) => Arc::clone(certs),
+                (None, None, None) => {
+                    let certs = Arc::new(
+                        CertStore::load(&config.tls)
+                            .context("[admin] tls: loading [tls] cert and key")?,
+                    );
+                    live.follow_certs(Arc::clone(&certs));
+                    certs
+                }
+                _ => anyhow::bail!("[admin] cert and key go together"),
+            };
+            Some(TlsAcceptor::from(tls::server_config(
+                &store,
+                &[b"http/1.1"],
+            )))
+        } else {
+            None
+        };
+        if let Some(warning) = config.admin.plaintext_warning() {
+            tracing::warn!("{warning}");
+        }
         let admin = match config.admin.listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -216,7 +251,7 @@ impl App {
             setup,
             encrypted: encrypted.as_ref().map(|(shared, _, _)| Arc::clone(shared)),
             certs,
-            console: crate::console::Console::new(false),
+            console: crate::console::Console::new(config.admin.tls),
         });
         let trigger = reload_trigger.clone();
         let refresher = subscriptions::spawn_refresher(
@@ -246,6 +281,7 @@ impl App {
             reload_thread,
             admin,
             admin_state,
+            admin_tls,
         })
     }
 
@@ -361,7 +397,12 @@ impl App {
             }
         }
         let admin = self.admin.map(|listener| {
-            tokio::spawn(admin::serve(listener, self.admin_state, shutdown.clone()))
+            tokio::spawn(admin::serve(
+                listener,
+                self.admin_state,
+                self.admin_tls,
+                shutdown.clone(),
+            ))
         });
         while tasks.join_next().await.is_some() {}
         if let Some(admin) = admin {

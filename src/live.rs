@@ -184,6 +184,9 @@ pub fn restart_needed(started: &Config, new: &Config) -> Vec<String> {
     differs!(admin.listen);
     differs!(admin.max_connections);
     differs!(admin.max_connections_per_address);
+    differs!(admin.tls);
+    differs!(admin.cert);
+    differs!(admin.key);
     differs!(tls.max_connections);
     differs!(reload.debounce_ms);
     differs!(reload.max_shrink);

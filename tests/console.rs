@@ -573,3 +573,127 @@ async fn posts_need_csrf_and_the_same_origin_and_sign_ins_are_limited() {
     assert!(status.contains("429"), "{status}");
     server.stop().await;
 }
+
+/// `[admin] tls = true`: the console is served over HTTPS with the `[tls]` certificate and its
+/// session cookie is `Secure`.
+#[tokio::test]
+async fn the_console_over_tls_sets_secure_cookies() {
+    if !have("curl", "--version") {
+        return;
+    }
+    let pki = TestPki::new();
+    let config = encrypted_config(CONSOLE).replace(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\ntls = true\n",
+    );
+    let server = TestServer::start_prepared(&config, |district| {
+        pki.write(district.dir.path());
+        district.write("devices.toml", crate::devices::DEVICES);
+        let path = district.path("users.toml");
+        users::add(&path, "police", &Role::Police, None).unwrap();
+        users::set_password(&path, "police", POLICE_PASSWORD).unwrap();
+    })
+    .await;
+    let admin = server.admin.unwrap();
+    let url = format!("https://{HOSTNAME}:{}/console/signin", admin.port());
+    let (code, out, err) = run(
+        "curl",
+        vec![
+            "-sS".into(),
+            "-D".into(),
+            "-".into(),
+            "-o".into(),
+            "/dev/null".into(),
+            "--cacert".into(),
+            ca(server.district.dir.path()),
+            "--resolve".into(),
+            format!("{HOSTNAME}:{}:127.0.0.1", admin.port()),
+            "--data".into(),
+            format!("user=police&password={POLICE_PASSWORD}"),
+            url,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("HTTP/1.1 303"), "{out}");
+    let cookie = out
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: schooldns_session=")
+        })
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    // Plain HTTP on the TLS port gets nothing.
+    let plain = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+        let _ = stream
+            .write_all(b"GET /console/signin HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        let mut back = Vec::new();
+        let _ = stream.read_to_end(&mut back).await;
+        back
+    };
+    let back = tokio::time::timeout(Duration::from_secs(15), plain)
+        .await
+        .unwrap_or_default();
+    assert!(
+        !back.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&back)
+    );
+    server.stop().await;
+}
+
+/// An exception with an end time stops applying by itself at that time (the reload thread
+/// wakes for it) and stays in the file as history.
+#[tokio::test]
+async fn an_exception_expires_by_itself() {
+    let pki = TestPki::new();
+    let server = start(&pki).await;
+    let path = server.district.path("exceptions.toml");
+    let until = schooldns::hitlog::now_ms() + 2_000;
+    schooldns::exceptions::add(
+        &path,
+        &schooldns::exceptions::NewException {
+            school: Some("loop"),
+            name: "porn.example",
+            action: schooldns::lists::Action::Allow,
+            reason: "two seconds",
+            until_ms: Some(until),
+            by: "test",
+            request: None,
+        },
+    )
+    .unwrap();
+    let question = query_message("porn.example", RecordType::A, false);
+    let ask = || udp_query(server.udp, "127.0.0.1", &question);
+    let start = Instant::now();
+    while ask().await.response_code() != ResponseCode::NoError {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the exception never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while ask().await.response_code() != ResponseCode::NXDomain {
+        assert!(
+            start.elapsed() < Duration::from_secs(6),
+            "the exception never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let late = schooldns::hitlog::now_ms() - until;
+    assert!(late < 1_500, "expired {late} ms after its end");
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("porn.example"),
+        "kept as history"
+    );
+    server.stop().await;
+}

@@ -334,3 +334,141 @@ fn bad_list_lines_are_counted_and_never_abort_the_load() {
     assert_eq!(lines, [2, 3, 4]);
     assert_eq!(explain(&p, PRIMARY, "later.example").decision, "block");
 }
+
+/// Exceptions: a school's own allow and block beat its lists, never a locked category; the
+/// district's apply everywhere and may unblock a locked one; expired and removed ones do not
+/// apply; a mistake in the file names its line.
+#[test]
+fn exceptions_decide_before_the_lists_and_locked_categories_hold() {
+    let d = District::new();
+    d.write("lists/adult.txt", "porn.example\n");
+    d.write("lists/malware.txt", "evil.example\nbad.shared.example\n");
+    d.write("lists/education.txt", "learn.example\n");
+    let config = r#"
+[categories.adult]
+lists = ["@/lists/adult.txt"]
+[categories.malware]
+lists = ["@/lists/malware.txt"]
+locked = true
+[categories.education]
+lists = ["@/lists/education.txt"]
+[profiles.primary]
+block = ["adult", "malware"]
+allow = ["education"]
+[console]
+exceptions = "@/exceptions.toml"
+[[schools]]
+id = "a"
+name = "A"
+networks = ["10.1.0.0/16"]
+profile = "primary"
+allow = ["porn.example"]
+[[schools]]
+id = "b"
+name = "B"
+networks = ["10.2.0.0/16"]
+profile = "primary"
+"#;
+    d.config(config);
+    d.write(
+        "exceptions.toml",
+        r#"
+[[exceptions]]
+id = "x-1"
+school = "a"
+name = "shared.example"
+action = "allow"
+reason = "a school may not unblock malware"
+
+[[exceptions]]
+id = "x-2"
+school = "b"
+name = "learn.example"
+action = "block"
+reason = "exam"
+
+[[exceptions]]
+id = "x-3"
+name = "evil.example"
+action = "allow"
+reason = "the district's false positive"
+
+[[exceptions]]
+id = "x-4"
+school = "b"
+name = "porn.example"
+action = "allow"
+reason = "expired"
+until = "2020-01-01T00:00:00Z"
+
+[[exceptions]]
+id = "x-5"
+school = "b"
+name = "other.porn.example"
+action = "allow"
+reason = "removed"
+removed_by = "minh"
+removed_at = "2026-01-01T00:00:00Z"
+"#,
+    );
+    let policy = d.compile();
+    // School A's hand-written allow beats its adult list, with the list named as overridden.
+    let e = explain(&policy, "10.1.0.1", "www.porn.example");
+    assert_eq!(e.decision, "allow");
+    let rule = e.rule.unwrap();
+    assert_eq!(rule.category, "exception:a");
+    assert!(rule.list.unwrap().ends_with("schooldns.toml"));
+    assert_eq!(e.overridden.unwrap().category, "adult");
+    // Not school B's: expired and removed exceptions do not apply.
+    assert_eq!(
+        explain(&policy, "10.2.0.1", "porn.example").decision,
+        "block"
+    );
+    assert_eq!(
+        explain(&policy, "10.2.0.1", "other.porn.example").decision,
+        "block"
+    );
+    // School A's allow of shared.example does not unblock a locked category below it.
+    let e = explain(&policy, "10.1.0.1", "bad.shared.example");
+    assert_eq!(
+        (e.decision, e.category.as_deref()),
+        ("block", Some("malware"))
+    );
+    // The district's allow does, everywhere.
+    for client in ["10.1.0.1", "10.2.0.1"] {
+        let e = explain(&policy, client, "evil.example");
+        assert_eq!(e.decision, "allow", "{client}");
+        let rule = e.rule.unwrap();
+        assert_eq!(rule.category, "exception");
+        assert!(rule.list.unwrap().ends_with("exceptions.toml"));
+        assert_eq!(rule.line, Some(18), "the `name` line of x-3");
+    }
+    // School B's block beats the education allow-list; school A still learns.
+    assert_eq!(
+        explain(&policy, "10.2.0.1", "learn.example").decision,
+        "block"
+    );
+    assert_eq!(
+        explain(&policy, "10.1.0.1", "learn.example").decision,
+        "allow"
+    );
+    // The schools' copies of the profile keep its name.
+    assert_eq!(
+        explain(&policy, "10.1.0.1", "learn.example")
+            .profile
+            .as_deref(),
+        Some("primary")
+    );
+    assert_eq!(policy.profiles().len(), 1);
+
+    // A broken exceptions file is a config error naming its line.
+    d.write(
+        "exceptions.toml",
+        "[[exceptions]]\nid = \"x\"\nname = \"bad name.example\"\naction = \"allow\"\n",
+    );
+    let err = Compiler::default()
+        .compile(&d.load())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("exceptions.toml:3"), "{err}");
+}

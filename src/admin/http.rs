@@ -10,7 +10,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::IntoResponse;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
@@ -197,14 +196,16 @@ impl IntoResponse for Response {
 /// Serves one admin connection with `router` until the client closes it, it completes no
 /// request for [`IDLE`], its slot is taken for a newcomer, or the server shuts down. Writes
 /// the client does not take within `write_timeout` end it.
-pub async fn connection(
-    stream: TcpStream,
+pub async fn connection<S>(
+    stream: S,
     peer: SocketAddr,
     router: axum::Router,
     slot: Slot,
     write_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let progress = slot.progress_handle();
     let service = hyper::service::service_fn(move |mut request: http::Request<_>| {
         request.extensions_mut().insert(Peer(peer));

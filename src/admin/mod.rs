@@ -154,10 +154,15 @@ impl AdminState {
     }
 }
 
-/// Serves the admin endpoints until `shutdown`, each connection inside the listener's slots.
+/// How long a client gets for the TLS handshake of the admin listener.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Serves the admin endpoints until `shutdown`, each connection inside the listener's slots;
+/// over TLS when `tls` is given (`[admin] tls`).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AdminState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let router = router(Arc::clone(&state));
@@ -173,14 +178,31 @@ pub async fn serve(
         let Some(slot) = state.admin_slots.admit(peer.ip()) else {
             continue;
         };
-        tokio::spawn(http::connection(
-            stream,
-            peer,
-            router.clone(),
-            slot,
-            state.write_timeout,
-            shutdown.clone(),
-        ));
+        let (router, write_timeout, shutdown) =
+            (router.clone(), state.write_timeout, shutdown.clone());
+        match &tls {
+            None => {
+                tokio::spawn(http::connection(
+                    stream,
+                    peer,
+                    router,
+                    slot,
+                    write_timeout,
+                    shutdown,
+                ));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    http::connection(stream, peer, router, slot, write_timeout, shutdown).await;
+                });
+            }
+        }
     }
 }
 

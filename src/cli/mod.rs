@@ -320,6 +320,9 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         devices.all().len() - devices.live()
     )?;
     let config = &loaded.config;
+    if let Some(warning) = config.admin.plaintext_warning() {
+        writeln!(out, "warning: {warning}")?;
+    }
     if let Some(warning) = devices::server_addresses_warning(config) {
         writeln!(out, "warning: {warning}")?;
     }

@@ -233,6 +233,31 @@ pub struct AdminConfig {
     /// Most admin connections from one address (IPv6: one /64) at once.
     #[serde(default = "default_admin_per_address")]
     pub max_connections_per_address: usize,
+    /// Serve the admin listener (the console, `/metrics`, the API) over HTTPS, with `cert` and
+    /// `key` or else the `[tls]` certificate. Session cookies are then `Secure`.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM certificate chain for the admin listener (default: `[tls] cert`).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Its private key (default: `[tls] key`).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+impl AdminConfig {
+    /// Why serving this admin listener is unsafe, if it is: a listener other than loopback
+    /// without TLS sends passwords and session cookies in the clear.
+    pub fn plaintext_warning(&self) -> Option<String> {
+        let addr = self.listen?;
+        (!self.tls && !addr.ip().is_loopback()).then(|| {
+            format!(
+                "[admin] listen = {addr} is not on loopback and [admin] tls is off: console \
+                 passwords and session cookies would cross the network in the clear; set \
+                 [admin] tls = true (with [tls] or [admin] cert and key)"
+            )
+        })
+    }
 }
 
 impl Default for AdminConfig {
@@ -242,6 +267,9 @@ impl Default for AdminConfig {
             tokens: Vec::new(),
             max_connections: default_admin_connections(),
             max_connections_per_address: default_admin_per_address(),
+            tls: false,
+            cert: None,
+            key: None,
         }
     }
 }

@@ -153,6 +153,11 @@ pub fn ask(
     if reason.trim().is_empty() {
         bail!("a request needs a reason");
     }
+    // The file lives with the server's state (`data/`), which may not exist yet.
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+    }
     let _lock = crate::files::lock(path)?;
     let mut doc = document(path)?;
     let id = new_id("r")?;
