@@ -97,12 +97,14 @@ impl App {
         let hitlog = HitLog::start(&config.hitlog).context("starting the hit-log writer")?;
         live.follow_hits(hitlog.sender());
         let refusals = Arc::new(RefusalLimit::new());
+        let checks = Arc::new(crate::devices::check::DeviceChecks::default());
         let pipeline = Arc::new(Pipeline::new(
             Arc::clone(&live),
             Arc::clone(&resolver),
             Arc::clone(&metrics),
             hitlog.sender(),
             Arc::clone(&refusals),
+            Arc::clone(&checks),
         ));
         let mut udp = Vec::new();
         for addr in &config.server.udp {
@@ -146,6 +148,7 @@ impl App {
         let setup = Arc::new(SetupPages::new(
             Arc::clone(&live),
             (port_of(&dot), port_of(&doh)),
+            checks,
         ));
         let (encrypted, certs) = if dot.is_empty() && doh.is_empty() {
             (None, None)

@@ -644,3 +644,43 @@ async fn the_setup_page_speaks_to_parents() {
     );
     assert!(String::from_utf8_lossy(&add.stderr).contains("server_addresses is empty"));
 }
+
+/// The setup page's "check that it works" step: the check page says yes only for a device
+/// whose DNS just asked schooldns, with its own token, for `check.<hostname>`.
+#[tokio::test]
+async fn the_check_page_sees_the_devices_own_query() {
+    let pki = TestPki::new();
+    let s = start(&pki, "").await;
+    let (dot, admin) = (s.dot.unwrap(), s.admin.unwrap());
+    let page = |token: &'static str| async move {
+        let (status, _, body) = http(admin, "GET", &format!("/check/{token}"), &[]).await;
+        assert!(status.contains("200"), "{status}");
+        body
+    };
+    assert!(
+        page(PRIMARY).await.contains("data-working=\"false\""),
+        "not asked yet"
+    );
+    let setup = http(admin, "GET", &format!("/setup/{PRIMARY}"), &[])
+        .await
+        .2;
+    assert!(
+        setup.contains(&format!("https://check.{HOSTNAME}"))
+            && setup.contains(&format!("/check/{PRIMARY}")),
+        "the setup page links the check"
+    );
+    let question = query_message(&format!("check.{HOSTNAME}"), RecordType::A, false);
+    let answer = dot_query(&pki, dot, &sni(PRIMARY), &question).await;
+    assert_eq!(answer.response_code(), ResponseCode::NoError);
+    assert!(
+        page(PRIMARY).await.contains("data-working=\"true\""),
+        "asked through DoT"
+    );
+    assert!(
+        page(STAFF).await.contains("data-working=\"false\""),
+        "another device did not"
+    );
+    let (status, _, _) = http(admin, "GET", &format!("/check/{UNKNOWN}"), &[]).await;
+    assert!(status.contains("404"), "{status}");
+    s.stop().await;
+}

@@ -218,6 +218,7 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/api/audit", get(read_api))
         .route("/setup/{*rest}", get(setup_route))
         .route("/apple/{*rest}", get(setup_route))
+        .route("/check/{*rest}", get(setup_route))
         .merge(crate::console::routes())
         .fallback(not_found)
         .with_state(state)

@@ -914,14 +914,14 @@ pub fn card(state: &Arc<AdminState>, ctx: &Ctx, id: &str) -> Response {
                 li { "Trên điện thoại, máy tính bảng hoặc máy tính của con, quét mã QR hoặc mở đường dẫn ở trên." }
                 li { "Làm theo hướng dẫn cho thiết bị (iPhone/iPad, Android, Windows, Mac)." }
                 li { "Android: Cài đặt → Mạng → DNS riêng tư → " code { (ep.dot_name(&device.token)) } }
-                li { "Kiểm tra: mở trang hướng dẫn trên thiết bị của con; trang cho biết bộ lọc đã hoạt động hay chưa." }
+                li { "Kiểm tra: trên thiết bị của con, mở " code { (ep.check_url(&device.token)) } " — trang phải hiện “✓ Bộ lọc đang hoạt động”." }
             }
             h2 { "English" }
             ol {
                 li { "On your child's phone, tablet or computer, scan the QR code or open the link above." }
                 li { "Follow the steps for the device (iPhone/iPad, Android, Windows, Mac)." }
                 li { "Android: Settings → Network → Private DNS → " code { (ep.dot_name(&device.token)) } }
-                li { "Check: open the setup page on your child's device; it says whether the filter is working." }
+                li { "Check: on your child's device, open " code { (ep.check_url(&device.token)) } " — it must say “✓ The filter is on”." }
             }
             @if let Some(help) = &help { p { strong { "Hỗ trợ / Help: " } (help) } }
             p.muted { "Giữ kín thẻ này: đường dẫn là chìa khoá của gia đình. · Keep this card private: the link is your family's key." }

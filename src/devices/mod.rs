@@ -6,6 +6,7 @@
 //! (`/dns-query/<token>`). The token selects the device's profile; it grants no read access to
 //! anything, since it travels in clear in the TLS server name.
 
+pub mod check;
 pub mod edit;
 pub mod file;
 pub mod setup;

@@ -59,14 +59,24 @@ pub struct SetupPages {
     live: Arc<Live>,
     /// The DoT and DoH ports actually bound, for a config that asked for port 0.
     bound_ports: (Option<u16>, Option<u16>),
+    /// Which devices just asked for the check name.
+    checks: Arc<super::check::DeviceChecks>,
 }
 
 impl SetupPages {
     /// Pages for the live devices, with the live config's public endpoints.
     /// `bound_ports` are the ports the first DoT and DoH listeners actually got (they differ
     /// from the config when it asks for port 0).
-    pub fn new(live: Arc<Live>, bound_ports: (Option<u16>, Option<u16>)) -> SetupPages {
-        SetupPages { live, bound_ports }
+    pub fn new(
+        live: Arc<Live>,
+        bound_ports: (Option<u16>, Option<u16>),
+        checks: Arc<super::check::DeviceChecks>,
+    ) -> SetupPages {
+        SetupPages {
+            live,
+            bound_ports,
+            checks,
+        }
     }
 
     /// The public endpoints of `config`, with the ports actually bound.
@@ -87,11 +97,13 @@ impl SetupPages {
     /// The response for a path, or `None` if the path is not a setup path. Unknown and
     /// revoked tokens get the same 404, so the pages cannot be used to test tokens apart.
     pub fn get(&self, path: &str) -> Option<SetupResponse> {
-        let (token, apple) = if let Some(token) = path.strip_prefix("/setup/") {
-            (token, false)
+        let (token, apple, check) = if let Some(token) = path.strip_prefix("/setup/") {
+            (token, false, false)
+        } else if let Some(token) = path.strip_prefix("/check/") {
+            (token, false, true)
         } else {
             let file = path.strip_prefix("/apple/")?;
-            (file.strip_suffix(".mobileconfig")?, true)
+            (file.strip_suffix(".mobileconfig")?, true, false)
         };
         let not_found = || SetupResponse {
             status: 404,
@@ -120,6 +132,15 @@ impl SetupPages {
         else {
             return Some(not_found());
         };
+        if check {
+            let seen = self.checks.seen(&token, CHECK_WINDOW);
+            return Some(SetupResponse {
+                status: 200,
+                content_type: "text/html; charset=utf-8",
+                body: check_page(&endpoints, device, seen.is_some()),
+                filename: None,
+            });
+        }
         Some(if apple {
             SetupResponse {
                 status: 200,
@@ -147,6 +168,36 @@ impl SetupPages {
             }
         })
     }
+}
+
+/// How recent a device's query for the check name must be for its check page to say yes.
+const CHECK_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The check page: whether this device's DNS just came through schooldns with its token.
+fn check_page(endpoints: &Endpoints, device: &Device, working: bool) -> String {
+    let name = escape(&device.name);
+    let setup = escape(&endpoints.setup_url(&device.token));
+    let (mark, vi, en) = if working {
+        (
+            "✓",
+            "Bộ lọc đang hoạt động trên thiết bị này.",
+            "The filter is on for this device.",
+        )
+    } else {
+        (
+            "✗",
+            "Bộ lọc CHƯA hoạt động: thiết bị này không hỏi DNS qua máy chủ của nhà trường.",
+            "The filter is NOT on: this device does not ask the school's DNS server.",
+        )
+    };
+    format!(
+        "<!DOCTYPE html><html lang=\"vi\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"referrer\" content=\"no-referrer\"><title>{mark} {name}</title></head>\
+         <body><h1 id=\"result\" data-working=\"{working}\">{mark} <span lang=\"vi\">{vi}</span><br>\
+         <span lang=\"en\">{en}</span></h1><p>“{name}”</p>\
+         <p><a href=\"{setup}\">Hướng dẫn cài đặt · Setup steps</a></p></body></html>"
+    )
 }
 
 /// Where a device reaches the service, as the setup pages spell it.
@@ -201,6 +252,15 @@ impl Endpoints {
     /// The setup page's address.
     pub fn setup_url(&self, token: &str) -> String {
         format!("{}/setup/{token}", self.origin())
+    }
+
+    /// The "check that it works" page's address: its host name is the check name, which the
+    /// device must resolve through schooldns for the page to say yes.
+    pub fn check_url(&self, token: &str) -> String {
+        match self.doh_port {
+            Some(port) => format!("https://check.{}:{port}/check/{token}", self.hostname),
+            None => format!("https://check.{}/check/{token}", self.hostname),
+        }
     }
 
     /// The Apple profile's address.
@@ -453,6 +513,32 @@ pub fn page(endpoints: &Endpoints, device: &Device, profile: &str) -> String {
                      HTTPS</b> → <b>Max Protection</b> → <b>Custom</b>: {}",
                     code(&doh)
                 ),
+            ),
+        ],
+    );
+    let check = escape(&endpoints.check_url(token));
+    section(
+        &mut html,
+        "check",
+        ("Kiểm tra bộ lọc đã hoạt động", "Check that it works"),
+        &[
+            (
+                format!(
+                    "Sau khi cài đặt, trên chính thiết bị của con, mở: \
+                     <a class=\"button\" href=\"{check}\">Kiểm tra</a>"
+                ),
+                format!(
+                    "After the setup, on your child's device itself, open: \
+                     <a class=\"button\" href=\"{check}\">Check</a>"
+                ),
+            ),
+            (
+                "Trang hiện <b>✓ Bộ lọc đang hoạt động</b>: xong. Trang báo chưa hoạt động hoặc \
+                 không mở được: hãy làm lại các bước ở trên, tắt VPN nếu có, rồi thử lại sau một phút."
+                    .into(),
+                "The page shows <b>✓ The filter is on</b>: done. It says the filter is not on, or \
+                 does not open: do the steps above again, turn off any VPN, and try again in a minute."
+                    .into(),
             ),
         ],
     );

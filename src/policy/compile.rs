@@ -483,6 +483,12 @@ impl Compiler {
             device_default_profile,
             filter,
             version: hasher.finish(),
+            check_name: config.tls.hostname.as_ref().map(|h| {
+                format!("check.{}", h.get_ref().trim_end_matches('.'))
+                    .to_ascii_lowercase()
+                    .into_bytes()
+                    .into_boxed_slice()
+            }),
         })
     }
 }

@@ -138,6 +138,8 @@ pub struct Policy {
     filter: NameFilter,
     /// Identifies this policy's rules: a hash over the config text and every file's stamp.
     version: u64,
+    /// `check.<[tls] hostname>`: the name a device's "check that it works" page resolves.
+    check_name: Option<Box<[u8]>>,
 }
 
 impl Policy {
@@ -202,6 +204,14 @@ impl Policy {
                 },
             },
         }
+    }
+
+    /// Whether `name` is the check name (`check.<[tls] hostname>`).
+    #[inline]
+    pub fn is_check_name(&self, name: &QueryName) -> bool {
+        self.check_name
+            .as_deref()
+            .is_some_and(|check| check == name.as_bytes())
     }
 
     /// The home devices.

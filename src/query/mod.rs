@@ -180,6 +180,8 @@ pub struct Pipeline {
     hits: HitSender,
     /// Refusals per source network outside every school.
     refusals: Arc<RefusalLimit>,
+    /// Devices that asked for the check name (the setup page's "check that it works").
+    checks: Arc<crate::devices::check::DeviceChecks>,
 }
 
 impl Pipeline {
@@ -190,8 +192,10 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         hits: HitSender,
         refusals: Arc<RefusalLimit>,
+        checks: Arc<crate::devices::check::DeviceChecks>,
     ) -> Pipeline {
         Pipeline {
+            checks,
             live,
             resolver,
             metrics,
@@ -298,7 +302,14 @@ impl Pipeline {
         let policy = &snapshot.policy;
         let stale_max = snapshot.stale_max();
         let decision = if origin.protocol.is_encrypted() {
-            policy.decide_device(origin.token, &request.name)
+            let decision = policy.decide_device(origin.token, &request.name);
+            if let Some(token) = origin.token
+                && decision.device.is_some()
+                && policy.is_check_name(&request.name)
+            {
+                self.checks.record(token);
+            }
+            decision
         } else {
             policy.decide(origin.addr.ip(), &request.name)
         };
