@@ -11,37 +11,23 @@
 //! `cargo bench --bench hitlog`. The server-level figures (writer under DNS load, p99 during a
 //! hit burst) come from `benches/hitlog.sh`.
 
+#[path = "support/hits.rs"]
+mod hits;
 #[path = "support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+use hits::{DAY_MS, store_with, time_ms};
+
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use schooldns::config::{HitlogConfig, LoadedConfig};
 use schooldns::hitlog::query::{self, Cursor, HitFilter};
-use schooldns::hitlog::schema;
-use schooldns::hitlog::store::{self, Store};
-use schooldns::hitlog::{HitEvent, HitLog, HitRecord, now_ms};
+use schooldns::hitlog::store;
+use schooldns::hitlog::{HitEvent, HitLog, now_ms};
 use schooldns::name::QueryName;
-
-const DAY_MS: i64 = 86_400_000;
-const SCHOOLS: usize = 200;
-const CATEGORIES: [&str; 12] = [
-    "adult",
-    "gambling",
-    "violence",
-    "drugs",
-    "malware",
-    "phishing",
-    "proxy",
-    "social",
-    "games",
-    "dating",
-    "ads",
-    "bypass-protection",
-];
 
 fn main() {
     // `cargo test --benches` runs this binary with `--bench`-less arguments; keep that quick.
@@ -124,92 +110,6 @@ fn writer_throughput(dir: &Path, distinct: usize) {
         stats.dropped.load(Ordering::Relaxed)
     );
     log.stop();
-}
-
-/// A deterministic stored record number `i` of `n`, spread over 90 days.
-fn synthetic(i: usize, n: usize, now: i64, rng: &mut support::Rng) -> HitRecord {
-    let school = rng.below(SCHOOLS);
-    let category = CATEGORIES[rng.below(CATEGORIES.len())];
-    let time = now - 90 * DAY_MS + (i as i64 * 90 * DAY_MS) / n as i64;
-    let name = format!(
-        "site{}.{category}-{}.example",
-        rng.below(50_000),
-        rng.below(100)
-    );
-    HitRecord {
-        id: 0,
-        time_ms: time,
-        last_seen_ms: time,
-        count: 1 + rng.below(3) as i64,
-        school: Some(format!("school-{school:03}")),
-        device: None,
-        profile: Some("primary".into()),
-        client: Some(format!(
-            "10.{}.{}.{}",
-            school,
-            rng.below(256),
-            rng.below(256)
-        )),
-        protocol: "udp".into(),
-        qname: name.clone(),
-        qtype: "A".into(),
-        decision: "block".into(),
-        category: category.into(),
-        list: Some(format!("blocklists/ut1/{category}/domains")),
-        line: Some(rng.below(1_000_000) as u32),
-        entry: Some(name),
-        cname: None,
-        policy_version: "c0050ab96f7bf653".into(),
-    }
-}
-
-/// The stored file with `n` records, generated when missing, of another size, or written by an
-/// older schema (an upgraded file keeps the old schema's size, so its bytes per record would
-/// mislead).
-fn store_with(dir: &Path, n: usize) -> (PathBuf, i64) {
-    let path = dir.join(format!("hits-{n}.sqlite"));
-    let stamp = dir.join(format!("hits-{n}.now"));
-    if let (Ok(text), true) = (std::fs::read_to_string(&stamp), path.exists())
-        && let Ok(now) = text.trim().parse()
-        && !schema::needs_upgrade(&path)
-    {
-        return (path, now);
-    }
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(dir.join(format!("hits-{n}.sqlite{suffix}")));
-    }
-    let now = now_ms();
-    let mut store = Store::open(&path).unwrap();
-    let mut rng = support::Rng::new(4);
-    let started = Instant::now();
-    let batch = 100_000;
-    for start in (0..n).step_by(batch) {
-        let mut records: Vec<HitRecord> = (start..(start + batch).min(n))
-            .map(|i| synthetic(i, n, now, &mut rng))
-            .collect();
-        store.write(&mut records, &[]).unwrap();
-    }
-    drop(store);
-    println!(
-        "generated {n} records in {:.0} s ({:.0} records/s through Store::write)",
-        started.elapsed().as_secs_f64(),
-        n as f64 / started.elapsed().as_secs_f64()
-    );
-    std::fs::write(&stamp, now.to_string()).unwrap();
-    (path, now)
-}
-
-/// Median and worst of `runs` timings of `f`, in milliseconds.
-fn time_ms(runs: usize, mut f: impl FnMut() -> usize) -> (f64, f64, usize) {
-    let mut times = Vec::with_capacity(runs);
-    let mut rows = 0;
-    for _ in 0..runs {
-        let started = Instant::now();
-        rows = f();
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    times.sort_by(f64::total_cmp);
-    (times[runs / 2], times[runs - 1], rows)
 }
 
 fn reads(dir: &Path, n: usize) {

@@ -440,8 +440,8 @@ pub async fn overview(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -
             last_hit,
             rises,
             top_names: top(TopBy::Names)?,
-            top_clients: top(TopBy::Clients)?,
-            top_devices: top(TopBy::Devices)?,
+            top_clients: keyed(top(TopBy::Clients)?),
+            top_devices: keyed(top(TopBy::Devices)?),
             today: today_total,
             week: week_total,
         }))
@@ -559,6 +559,12 @@ pub async fn overview(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -
     ui::page("200 OK", ui::layout(ctx, title, "/console/", content))
 }
 
+/// Rows that name something (records of school networks have no device, and a hit log
+/// that keeps no client address has no client).
+fn keyed(rows: Vec<TopRow>) -> Vec<TopRow> {
+    rows.into_iter().filter(|r| r.key.is_some()).collect()
+}
+
 // ------------------------------------------------------------------ hits
 
 /// The filter parameters a hits page keeps in its links (and passes to the exports).
@@ -615,7 +621,9 @@ pub async fn hits(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -> Re
         .collect();
     let content = html! {
         h1 { (title) }
-        form.filters.card method="get" action="/console/hits" {
+        details.card open[!kept.is_empty() || incoming.head.param("open").is_some()] {
+        summary { (lang.t("Bộ lọc", "Filters")) @if !kept.is_empty() { " (" (kept.len()) ")" } }
+        form.filters method="get" action="/console/hits" {
             div { label for="f-name" { (lang.t("Tên miền chứa", "Name contains")) } input #f-name name="name" value=(head.param("name").unwrap_or("")); }
             @if ctx.role().school().is_none() {
                 div { label for="f-school" { (lang.t("Trường", "Schools")) }
@@ -634,6 +642,7 @@ pub async fn hits(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -> Re
             div { label for="f-since" { (lang.t("Từ (vd. 24h, 7d, 2026-12-01)", "Since (e.g. 24h, 7d, 2026-12-01)")) } input #f-since name="since" value=(head.param("since").unwrap_or("")); }
             div { label for="f-until" { (lang.t("Đến", "Until")) } input #f-until name="until" value=(head.param("until").unwrap_or("")); }
             div { button type="submit" { (lang.t("Tìm", "Search")) } }
+        }
         }
         div.actions {
             a.button.secondary #export-csv href=(format!("/api/hits?{query_string}{}format=csv&lang={}", if query_string.is_empty() { "" } else { "&" }, lang.code())) { (lang.t("Xuất CSV", "Export CSV")) }
