@@ -1053,3 +1053,132 @@ async fn reads_and_exports_are_audited() {
     assert!(status.contains(" 403 "), "{status}");
     s.stop().await;
 }
+
+/// The daily rollup answers summaries exactly as the records do: kept by each batch (new
+/// records and repeats), rebuilt from the records when it is new or the time zone changed,
+/// and used only when it is complete and the filter fits whole days.
+#[test]
+fn the_daily_rollup_agrees_with_the_records() {
+    use schooldns::hitlog::query::{HitFilter, summary, summary_exact};
+    use schooldns::hitlog::store::{Repeat, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hits.sqlite");
+    let hanoi = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
+    let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+    let hour = 3_600_000;
+    let now = schooldns::hitlog::now_ms();
+    let record = |i: i64, school: Option<&str>, category: &str| schooldns::hitlog::HitRecord {
+        id: 0,
+        time_ms: now - i * 5 * hour,
+        last_seen_ms: now - i * 5 * hour,
+        count: 1 + i % 3,
+        school: school.map(str::to_string),
+        device: None,
+        profile: Some("primary".into()),
+        client: Some(format!("10.0.0.{}", i % 7)),
+        protocol: "udp".into(),
+        qname: format!("n{i}.example"),
+        qtype: "A".into(),
+        decision: "block".into(),
+        category: category.into(),
+        list: None,
+        line: None,
+        entry: None,
+        cname: None,
+        policy_version: "0".into(),
+    };
+    let batch = |from: i64| -> Vec<schooldns::hitlog::HitRecord> {
+        (from..from + 60)
+            .map(|i| {
+                let school = [Some("a"), Some("b"), None][(i % 3) as usize];
+                record(i, school, ["adult", "malware"][(i % 2) as usize])
+            })
+            .collect()
+    };
+    // Records written before the rollup existed.
+    {
+        let mut store = Store::open(&path).unwrap();
+        store.write(&mut batch(0), &[]).unwrap();
+    }
+    let mut store = Store::open(&path).unwrap();
+    store.follow_zone(&hanoi).unwrap();
+    let conn = schooldns::hitlog::store::open_reader(&path).unwrap();
+    let all = HitFilter::default();
+    assert!(
+        !schooldns::hitlog::rollup::ready(&conn, &hanoi),
+        "not rebuilt yet"
+    );
+    while store.backfill_rollup(7).unwrap() {}
+    assert!(schooldns::hitlog::rollup::ready(&conn, &hanoi));
+    // Later batches, with repeats of old and new records, keep it in step.
+    let mut more = batch(100);
+    store.write(&mut more, &[]).unwrap();
+    let repeats = [
+        Repeat {
+            id: 3,
+            count: 5,
+            last_seen_ms: now,
+        },
+        Repeat {
+            id: more[0].id,
+            count: 2,
+            last_seen_ms: now,
+        },
+    ];
+    store.write(&mut batch(200), &repeats).unwrap();
+    let total = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(
+        (
+            total("SELECT sum(hits) FROM rollup_days"),
+            total("SELECT sum(records) FROM rollup_days")
+        ),
+        (
+            total("SELECT sum(count) FROM records"),
+            total("SELECT count(*) FROM records")
+        ),
+        "every record and repeat is in the rollup once"
+    );
+    let midnight = |days_back: i64| {
+        let day = schooldns::hitlog::rollup::day_of(now, &hanoi) - days_back;
+        schooldns::hitlog::rollup::day_start(day, &hanoi).unwrap()
+    };
+    for filter in [
+        all.clone(),
+        HitFilter {
+            schools: vec!["a".into()],
+            ..all.clone()
+        },
+        HitFilter {
+            categories: vec!["malware".into()],
+            since_ms: Some(midnight(6)),
+            ..all.clone()
+        },
+        HitFilter {
+            schools: vec!["b".into(), "zz".into()],
+            since_ms: Some(midnight(20)),
+            until_ms: Some(midnight(2)),
+            ..all.clone()
+        },
+    ] {
+        let exact = summary_exact(&conn, &filter, &hanoi).unwrap();
+        assert!(!exact.is_empty());
+        assert_eq!(
+            summary(&conn, &filter, &hanoi).unwrap(),
+            exact,
+            "{filter:?}"
+        );
+    }
+    // Another zone: rebuilt, and meanwhile summaries come from the records.
+    store.follow_zone(&paris).unwrap();
+    assert!(!schooldns::hitlog::rollup::ready(&conn, &paris));
+    assert_eq!(
+        summary(&conn, &all, &paris).unwrap(),
+        summary_exact(&conn, &all, &paris).unwrap()
+    );
+    while store.backfill_rollup(1000).unwrap() {}
+    assert!(schooldns::hitlog::rollup::ready(&conn, &paris));
+    assert_eq!(
+        summary(&conn, &all, &paris).unwrap(),
+        summary_exact(&conn, &all, &paris).unwrap()
+    );
+}

@@ -415,33 +415,25 @@ pub async fn overview(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -
                 rises.push((school.clone(), today_hits, usual));
             }
         }
-        let mut week = filter.clone();
-        week.since_ms = Some(today - 6 * DAY_MS);
-        let top = |by| query::top(&conn, &week, by, 10).map_err(e);
-        let mut last_hit = BTreeMap::new();
-        for school in schools
+        // The tops of the last 24 hours, in one pass over their records.
+        let mut day = filter.clone();
+        day.since_ms = Some(now_ms() - DAY_MS);
+        let tops = query::tops(&conn, &day, 10).map_err(e)?;
+        let in_scope: Vec<String> = schools
             .iter()
             .filter(|s| scope_school.as_ref().is_none_or(|own| own == *s))
-        {
-            let mut one = filter.clone();
-            one.schools = vec![school.clone()];
-            if let Some(hit) = query::list(&conn, &one, Some(1), None)
-                .map_err(e)?
-                .hits
-                .first()
-            {
-                last_hit.insert(school.clone(), hit.last_seen_ms);
-            }
-        }
+            .cloned()
+            .collect();
+        let last_hit = query::last_hits(&conn, &in_scope).map_err(e)?;
         Ok(Some(OverviewData {
             days: day_names,
             series,
             per_school,
             last_hit,
             rises,
-            top_names: top(TopBy::Names)?,
-            top_clients: keyed(top(TopBy::Clients)?),
-            top_devices: keyed(top(TopBy::Devices)?),
+            top_names: tops.names,
+            top_clients: tops.clients,
+            top_devices: tops.devices,
             today: today_total,
             week: week_total,
         }))
@@ -526,9 +518,9 @@ pub async fn overview(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -
         }
         @if let Some(d) = &data {
             div.grid {
-                (top_table(lang.t("Tên miền bị chặn nhiều nhất (7 ngày)", "Top blocked names (7 days)"), &d.top_names, &|k| format!("/console/hits?name={}", enc(k))))
-                (top_table(lang.t("Máy bị chặn nhiều nhất", "Top clients"), &d.top_clients, &|k| format!("/console/hits?client={}", enc(k))))
-                (top_table(lang.t("Thiết bị ở nhà bị chặn nhiều nhất", "Top home devices"), &d.top_devices, &|k| format!("/console/hits?device={}", enc(k))))
+                (top_table(lang.t("Tên miền bị chặn nhiều nhất (24 giờ)", "Top blocked names (24 hours)"), &d.top_names, &|k| format!("/console/hits?name={}", enc(k))))
+                (top_table(lang.t("Máy bị chặn nhiều nhất (24 giờ)", "Top clients (24 hours)"), &d.top_clients, &|k| format!("/console/hits?client={}", enc(k))))
+                (top_table(lang.t("Thiết bị ở nhà bị chặn nhiều nhất (24 giờ)", "Top home devices (24 hours)"), &d.top_devices, &|k| format!("/console/hits?device={}", enc(k))))
             }
         }
         div.card {
@@ -557,12 +549,6 @@ pub async fn overview(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -
         }
     };
     ui::page("200 OK", ui::layout(ctx, title, "/console/", content))
-}
-
-/// Rows that name something (records of school networks have no device, and a hit log
-/// that keeps no client address has no client).
-fn keyed(rows: Vec<TopRow>) -> Vec<TopRow> {
-    rows.into_iter().filter(|r| r.key.is_some()).collect()
 }
 
 // ------------------------------------------------------------------ hits

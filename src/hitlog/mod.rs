@@ -22,6 +22,7 @@ pub mod jsonlog;
 pub mod query;
 pub mod queue;
 pub mod record;
+pub mod rollup;
 pub mod schema;
 #[cfg(target_os = "linux")]
 pub mod shm_guard;

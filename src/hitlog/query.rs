@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use rusqlite::Connection;
 use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::record::{HitRecord, client_address};
 use super::store::{record_from_row, select_records};
@@ -57,20 +57,37 @@ impl HitFilter {
     }
 
     /// The `WHERE` clause over `records r`, and its values.
-    fn sql(&self) -> (String, Vec<Value>) {
+    ///
+    /// Schools and categories are stored as integers: their ids are looked up first, so the
+    /// planner sees `school = 42` (and walks the school's time index newest first) rather than
+    /// a subquery whose size it cannot know. A name never stored matches nothing.
+    fn sql(&self, conn: &Connection) -> rusqlite::Result<(String, Vec<Value>)> {
         let mut clauses = Vec::new();
         let mut values = Vec::new();
-        // Schools and categories are stored as integers; a name never stored matches nothing.
         for (column, table, names) in [
             ("r.school", "schools", &self.schools),
             ("r.category", "categories", &self.categories),
         ] {
-            if !names.is_empty() {
-                let marks = vec!["?"; names.len()].join(", ");
-                clauses.push(format!(
-                    "{column} IN (SELECT id FROM {table} WHERE name IN ({marks}))"
-                ));
-                values.extend(names.iter().cloned().map(Value::Text));
+            if names.is_empty() {
+                continue;
+            }
+            let ids = ids_of(conn, table, names)?;
+            match ids.as_slice() {
+                [] => clauses.push("0".into()),
+                [one] => {
+                    clauses.push(format!("{column} = ?"));
+                    values.push(Value::Integer(*one));
+                }
+                many => {
+                    // Several values: `+` keeps the planner on the time order (newest first,
+                    // stopping at the page's end) instead of gathering every match of each
+                    // value and sorting them.
+                    clauses.push(format!(
+                        "+{column} IN ({})",
+                        vec!["?"; many.len()].join(", ")
+                    ));
+                    values.extend(many.iter().map(|id| Value::Integer(*id)));
+                }
             }
         }
         if let Some(part) = &self.name {
@@ -103,8 +120,23 @@ impl HitFilter {
         if clauses.is_empty() {
             clauses.push("1".into());
         }
-        (clauses.join(" AND "), values)
+        Ok((clauses.join(" AND "), values))
     }
+}
+
+/// The ids of the `names` stored in `table` (`schools` or `categories`).
+fn ids_of(conn: &Connection, table: &str, names: &[String]) -> rusqlite::Result<Vec<i64>> {
+    let mut lookup = conn.prepare_cached(&format!("SELECT id FROM {table} WHERE name = ?1"))?;
+    let mut ids = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(id) = lookup
+            .query_row([name], |r| r.get::<_, i64>(0))
+            .optional()?
+        {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 /// Where a page ends: the next page starts after this record.
@@ -148,9 +180,11 @@ pub fn list(
     limit: Option<usize>,
     after: Option<Cursor>,
 ) -> rusqlite::Result<Page> {
-    let (mut clause, mut values) = filter.sql();
+    let (mut clause, mut values) = filter.sql(conn)?;
     if let Some(c) = after {
-        clause.push_str(" AND (r.time_ms < ? OR (r.time_ms = ? AND r.id < ?))");
+        // The bound on time alone lets the index range start at the cursor; the rest only
+        // breaks ties within its millisecond.
+        clause.push_str(" AND r.time_ms <= ? AND (r.time_ms < ? OR r.id < ?)");
         values.extend([
             Value::Integer(c.time_ms),
             Value::Integer(c.time_ms),
@@ -189,7 +223,7 @@ pub fn for_each(
     filter: &HitFilter,
     mut each: impl FnMut(HitRecord) -> bool,
 ) -> rusqlite::Result<u64> {
-    let (clause, values) = filter.sql();
+    let (clause, values) = filter.sql(conn)?;
     let sql = format!(
         "{} WHERE {clause} ORDER BY r.time_ms DESC, r.id DESC",
         select_records()
@@ -278,7 +312,7 @@ pub fn top(
     by: TopBy,
     limit: usize,
 ) -> rusqlite::Result<Vec<TopRow>> {
-    let (clause, mut values) = filter.sql();
+    let (clause, mut values) = filter.sql(conn)?;
     values.push(Value::Integer(limit as i64));
     let (column, names) = by.grouped();
     let grouped = format!(
@@ -302,6 +336,81 @@ pub fn top(
         })
     })?
     .collect()
+}
+
+/// When each of `schools` last had a hit (first-hit time of its newest record), by id; one
+/// index lookup each.
+pub fn last_hits(conn: &Connection, schools: &[String]) -> rusqlite::Result<BTreeMap<String, i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT max(time_ms) FROM records WHERE school = (SELECT id FROM schools WHERE name = ?1)",
+    )?;
+    let mut out = BTreeMap::new();
+    for school in schools {
+        if let Some(ms) = stmt.query_row([school], |r| r.get::<_, Option<i64>>(0))? {
+            out.insert(school.clone(), ms);
+        }
+    }
+    Ok(out)
+}
+
+/// The most-hit names, clients and devices of one filter, from one pass over its records
+/// (three `top` queries would read them three times).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tops {
+    /// Names asked.
+    pub names: Vec<TopRow>,
+    /// Client addresses (records that keep one).
+    pub clients: Vec<TopRow>,
+    /// Home devices (records of devices).
+    pub devices: Vec<TopRow>,
+}
+
+/// [`Tops`] of `filter`, `limit` of each.
+pub fn tops(conn: &Connection, filter: &HitFilter, limit: usize) -> rusqlite::Result<Tops> {
+    use rustc_hash::FxHashMap;
+    let (clause, values) = filter.sql(conn)?;
+    let sql = format!("SELECT r.qname, r.client, r.device, r.count FROM records r WHERE {clause}");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+    let mut maps: [FxHashMap<String, (i64, i64)>; 3] = Default::default();
+    while let Some(row) = rows.next()? {
+        let count: i64 = row.get(3)?;
+        for (i, map) in maps.iter_mut().enumerate() {
+            let key = match row.get_ref(i)? {
+                rusqlite::types::ValueRef::Text(text) => text,
+                _ => continue,
+            };
+            let key = std::str::from_utf8(key).unwrap_or_default();
+            match map.get_mut(key) {
+                Some(entry) => {
+                    entry.0 += count;
+                    entry.1 += 1;
+                }
+                None => {
+                    map.insert(key.to_string(), (count, 1));
+                }
+            }
+        }
+    }
+    let ranked = |map: FxHashMap<String, (i64, i64)>| {
+        let mut rows: Vec<TopRow> = map
+            .into_iter()
+            .map(|(key, (hits, records))| TopRow {
+                key: Some(key),
+                hits,
+                records,
+            })
+            .collect();
+        rows.sort_by(|a, b| b.hits.cmp(&a.hits).then_with(|| a.key.cmp(&b.key)));
+        rows.truncate(limit);
+        rows
+    };
+    let [names, clients, devices] = maps;
+    Ok(Tops {
+        names: ranked(names),
+        clients: ranked(clients),
+        devices: ranked(devices),
+    })
 }
 
 /// Hits of one local day, category and school.
@@ -329,8 +438,20 @@ pub fn summary(
     filter: &HitFilter,
     zone: &jiff::tz::TimeZone,
 ) -> rusqlite::Result<Vec<SummaryRow>> {
+    match summary_from_rollup(conn, filter, zone)? {
+        Some(rows) => Ok(rows),
+        None => summary_exact(conn, filter, zone),
+    }
+}
+
+/// [`summary`] from the records themselves, for any filter.
+pub fn summary_exact(
+    conn: &Connection,
+    filter: &HitFilter,
+    zone: &jiff::tz::TimeZone,
+) -> rusqlite::Result<Vec<SummaryRow>> {
     const QUARTER_MS: i64 = 900_000;
-    let (clause, values) = filter.sql();
+    let (clause, values) = filter.sql(conn)?;
     let sql = format!(
         "SELECT g.quarter, s.name, c.name, g.hits, g.records FROM (\
              SELECT r.time_ms / {QUARTER_MS} AS quarter, r.school, r.category, \
@@ -358,4 +479,85 @@ pub fn summary(
             records,
         })
         .collect())
+}
+
+/// [`summary`] from the daily rollup, when it can answer exactly: it is complete and counts
+/// days in `zone`, the filter names only schools, categories and whole local days.
+fn summary_from_rollup(
+    conn: &Connection,
+    filter: &HitFilter,
+    zone: &jiff::tz::TimeZone,
+) -> rusqlite::Result<Option<Vec<SummaryRow>>> {
+    use super::rollup::{date_of, day_of, day_start};
+    if filter.name.is_some() || filter.client.is_some() || filter.device.is_some() {
+        return Ok(None);
+    }
+    // A bound that is not a local midnight would cut a day the rollup holds whole.
+    let day_bound = |ms: Option<i64>, open: i64| -> Option<i64> {
+        match ms {
+            None => Some(open),
+            Some(ms) => {
+                let day = day_of(ms, zone);
+                (day_start(day, zone) == Some(ms)).then_some(day)
+            }
+        }
+    };
+    let (Some(first), Some(end)) = (
+        day_bound(filter.since_ms, i64::MIN),
+        day_bound(filter.until_ms, i64::MAX),
+    ) else {
+        return Ok(None);
+    };
+    if !super::rollup::ready(conn, zone) {
+        return Ok(None);
+    }
+    let mut clause = String::from("g.day >= ? AND g.day < ?");
+    let mut values = vec![Value::Integer(first), Value::Integer(end)];
+    for (column, table, names) in [
+        ("g.school", "schools", &filter.schools),
+        ("g.category", "categories", &filter.categories),
+    ] {
+        if names.is_empty() {
+            continue;
+        }
+        let ids = ids_of(conn, table, names)?;
+        if ids.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        clause.push_str(&format!(
+            " AND {column} IN ({})",
+            vec!["?"; ids.len()].join(", ")
+        ));
+        values.extend(ids.into_iter().map(Value::Integer));
+    }
+    let sql = format!(
+        "SELECT g.day, s.name, c.name, g.hits, g.records FROM rollup_days g \
+         LEFT JOIN schools s ON s.id = g.school LEFT JOIN categories c ON c.id = g.category \
+         WHERE {clause}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut days: BTreeMap<(String, Option<String>, String), (i64, i64)> = BTreeMap::new();
+    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+    while let Some(row) = rows.next()? {
+        let entry = days
+            .entry((
+                date_of(row.get(0)?),
+                row.get(1)?,
+                row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            ))
+            .or_default();
+        entry.0 += row.get::<_, i64>(3)?;
+        entry.1 += row.get::<_, i64>(4)?;
+    }
+    Ok(Some(
+        days.into_iter()
+            .map(|((day, school, category), (hits, records))| SummaryRow {
+                day,
+                school,
+                category,
+                hits,
+                records,
+            })
+            .collect(),
+    ))
 }

@@ -139,6 +139,7 @@ pub fn prepare(conn: &mut Connection, path: &Path) -> rusqlite::Result<()> {
     };
     tx.execute_batch(INDEXES)?;
     tx.execute_batch(super::audit::TABLE)?;
+    tx.execute_batch(super::rollup::TABLES)?;
     tx.execute_batch(&format!(
         "CREATE VIEW IF NOT EXISTS hits AS SELECT {} FROM records r {JOINS}",
         COLUMNS

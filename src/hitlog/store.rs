@@ -59,6 +59,8 @@ pub struct Store {
     schools: FxHashMap<String, i64>,
     categories: FxHashMap<String, i64>,
     contexts: FxHashMap<Context, i64>,
+    /// The daily rollup's zone and rebuild progress, once the writer has set the zone.
+    rollup: Option<super::rollup::RollupState>,
 }
 
 /// The fields of a record that change only with a reload, a profile or a question type: one
@@ -142,6 +144,7 @@ impl Store {
             schools: FxHashMap::default(),
             categories: FxHashMap::default(),
             contexts: FxHashMap::default(),
+            rollup: None,
         };
         store.load_names()?;
         Ok(store)
@@ -219,6 +222,8 @@ impl Store {
             )?;
             // The last record's context, which most of a batch shares.
             let mut last_context: Option<(Context, i64)> = None;
+            // What the batch adds to the daily rollup, written with it.
+            let mut deltas = super::rollup::Deltas::default();
             for (i, r) in inserts.into_iter().enumerate() {
                 crate::priority::yield_now_and_then(i);
                 let school = match &r.school {
@@ -267,6 +272,14 @@ impl Store {
                     r.cname,
                 ])?;
                 r.id = tx.last_insert_rowid();
+                if let Some(rollup) = &self.rollup {
+                    let day = super::rollup::day_of(r.time_ms, &rollup.zone);
+                    let entry = deltas
+                        .entry((day, school.unwrap_or(-1), category))
+                        .or_default();
+                    entry.0 += r.count;
+                    entry.1 += 1;
+                }
             }
             let mut update = tx.prepare_cached(
                 "UPDATE records SET count = count + ?2, last_seen_ms = max(last_seen_ms, ?3) \
@@ -275,8 +288,39 @@ impl Store {
             for r in repeats {
                 update.execute(params![r.id, r.count, r.last_seen_ms])?;
             }
+            if let Some(rollup) = &self.rollup {
+                // A repeat of a record the rebuild has not reached yet is counted when it does.
+                let mut locate = tx.prepare_cached(
+                    "SELECT time_ms, coalesce(school, -1), category FROM records WHERE id = ?1",
+                )?;
+                for r in repeats.iter().filter(|r| r.id >= rollup.backfill_below) {
+                    let (time_ms, school, category): (i64, i64, i64) = locate
+                        .query_row([r.id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+                    let day = super::rollup::day_of(time_ms, &rollup.zone);
+                    deltas.entry((day, school, category)).or_default().0 += r.count;
+                }
+            }
+            super::rollup::add(&tx, &deltas)?;
         }
         tx.commit()
+    }
+
+    /// Counts the daily rollup's days in `zone` (rebuilding it in the background, through
+    /// [`Store::backfill_rollup`], when it counted them in another zone or did not exist).
+    pub fn follow_zone(&mut self, zone: &jiff::tz::TimeZone) -> rusqlite::Result<()> {
+        if self.rollup.as_ref().is_some_and(|r| r.zone == *zone) {
+            return Ok(());
+        }
+        self.rollup = Some(super::rollup::follow_zone(&mut self.conn, zone)?);
+        Ok(())
+    }
+
+    /// Adds up to `budget` old records to a rollup being rebuilt; returns whether more remain.
+    pub fn backfill_rollup(&mut self, budget: i64) -> rusqlite::Result<bool> {
+        match self.rollup.as_mut() {
+            Some(state) => super::rollup::backfill(&mut self.conn, state, budget),
+            None => Ok(false),
+        }
     }
 
     /// Appends audit entries (see [`super::audit`]).
@@ -326,6 +370,7 @@ impl Store {
             ),
             values,
         ));
+        self.expire_rollup(now_ms, default_days, overrides)?;
         let mut deleted = 0;
         for (condition, values) in &passes {
             let sql = format!(
@@ -347,6 +392,45 @@ impl Store {
             }
         }
         Ok((deleted, false))
+    }
+}
+
+impl Store {
+    /// Deletes the rollup's days that lie wholly before their category's retention.
+    fn expire_rollup(
+        &self,
+        now_ms: i64,
+        default_days: u32,
+        overrides: &BTreeMap<String, u32>,
+    ) -> rusqlite::Result<()> {
+        const DAY_MS: i64 = 86_400_000;
+        let Some(rollup) = &self.rollup else {
+            return Ok(());
+        };
+        // The day holding the cutoff keeps its row until the whole day is past.
+        let cutoff =
+            |days: u32| super::rollup::day_of(now_ms - i64::from(days) * DAY_MS, &rollup.zone);
+        for (category, days) in overrides {
+            self.conn.execute(
+                "DELETE FROM rollup_days WHERE category = (SELECT id FROM categories WHERE name = ?1)                  AND day < ?2",
+                params![category, cutoff(*days)],
+            )?;
+        }
+        let names: Vec<&str> = overrides.keys().map(String::as_str).collect();
+        let marks = vec!["?"; names.len()].join(", ");
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::new();
+        let day = cutoff(default_days);
+        values.push(&day);
+        for name in &names {
+            values.push(name);
+        }
+        self.conn.execute(
+            &format!(
+                "DELETE FROM rollup_days WHERE day < ? AND category NOT IN                  (SELECT id FROM categories WHERE name IN ({marks}))"
+            ),
+            values.as_slice(),
+        )?;
+        Ok(())
     }
 }
 

@@ -47,6 +47,8 @@ const MAX_AUDIT_HELD: usize = 10_000;
 const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
 /// Most rows one retention pass deletes before letting batches through again.
 const EXPIRE_BUDGET: usize = 50_000;
+/// Old records added to a daily rollup being rebuilt per pass (a pass every 100 ms until done).
+const ROLLUP_BUDGET: i64 = 50_000;
 /// Longest nap between looks at an empty queue (the nap doubles from 1 ms while it stays
 /// empty), so a hit waits at most this long before the writer sees it.
 const MAX_NAP: Duration = Duration::from_millis(64);
@@ -156,6 +158,12 @@ impl Writer {
             ..next.config
         };
         self.next_expire = Instant::now();
+        let zone = super::time::zone(&self.config);
+        if let Some(store) = self.store.as_mut()
+            && let Err(err) = store.follow_zone(&zone)
+        {
+            tracing::warn!(error = %err, "the hit log's daily rollup could not follow the new time zone");
+        }
     }
 
     /// Takes hits from the rings and control messages until stopped. The writer never sleeps
@@ -163,6 +171,13 @@ impl Writer {
     /// this `SCHED_IDLE` thread may be preempted holding it): it looks, and naps while there
     /// is nothing, the nap doubling from 1 ms to [`MAX_NAP`].
     fn run(mut self, control: Receiver<Control>) {
+        // A store opened before the writer started counts its rollup's days in our zone too.
+        let zone = super::time::zone(&self.config);
+        if let Some(store) = self.store.as_mut()
+            && let Err(err) = store.follow_zone(&zone)
+        {
+            tracing::warn!(error = %err, "the hit log's daily rollup could not be prepared; summaries read the records");
+        }
         self.open();
         let mut drain = HitDrain::default();
         let mut nap = Duration::from_millis(1);
@@ -292,7 +307,10 @@ impl Writer {
         if self.store.is_some() {
             return true;
         }
-        match Store::open(&self.config.path) {
+        match Store::open(&self.config.path).and_then(|mut store| {
+            store.follow_zone(&super::time::zone(&self.config))?;
+            Ok(store)
+        }) {
             Ok(store) => {
                 if self.last_error_logged.is_some() {
                     tracing::info!(path = %self.config.path.display(), "hit log writable again");
@@ -504,6 +522,14 @@ impl Writer {
                 if deleted > 0 {
                     tracing::info!(deleted, "expired hit records deleted");
                 }
+                // A rollup being rebuilt takes a slice of old records per pass.
+                let more = match store.backfill_rollup(ROLLUP_BUDGET) {
+                    Ok(rebuilding) => more || rebuilding,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "rebuilding the daily rollup failed; retried next pass");
+                        more
+                    }
+                };
                 if let Err(err) = store.expire_audit(now_ms(), self.config.audit_retention_days) {
                     tracing::warn!(error = %err, "expiring old audit entries failed; retried next pass");
                 }
