@@ -697,3 +697,78 @@ async fn an_exception_expires_by_itself() {
     );
     server.stop().await;
 }
+
+/// The overview's attack panel: malware and phishing hits today far above a school's usual
+/// level are highlighted, for the school and the police alike, and only for that school.
+#[tokio::test]
+async fn a_rise_of_malware_hits_is_highlighted() {
+    let pki = TestPki::new();
+    let server = start(&pki).await;
+    let admin = server.admin.unwrap();
+    {
+        // Twelve malware hits at Kim Đồng today, written beside the server's writer.
+        let zone = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
+        let mut store =
+            schooldns::hitlog::store::Store::open(&server.district.path("hits.sqlite")).unwrap();
+        store.follow_zone(&zone).unwrap();
+        let now = schooldns::hitlog::now_ms();
+        let mut records: Vec<schooldns::hitlog::HitRecord> = (0..12)
+            .map(|i| schooldns::hitlog::HitRecord {
+                id: 0,
+                time_ms: now - i * 1000,
+                last_seen_ms: now - i * 1000,
+                count: 1,
+                school: Some("th-kim-dong".into()),
+                device: None,
+                profile: Some("primary".into()),
+                client: Some("127.0.0.9".into()),
+                protocol: "udp".into(),
+                qname: format!("c2-{i}.malware.example"),
+                qtype: "A".into(),
+                decision: "block".into(),
+                category: "malware".into(),
+                list: None,
+                line: None,
+                entry: None,
+                cname: None,
+                policy_version: "0".into(),
+            })
+            .collect();
+        store.write(&mut records, &[]).unwrap();
+    }
+    let origin = format!("http://{admin}");
+    let session = |user: &'static str, password: &'static str| {
+        let origin = origin.clone();
+        async move {
+            let (_, head) = post_form(
+                admin,
+                "/console/signin",
+                &[("Origin", &origin)],
+                &format!("user={user}&password={password}"),
+            )
+            .await;
+            head.lines()
+                .find_map(|l| l.strip_prefix("set-cookie: schooldns_session="))
+                .and_then(|v| v.split(';').next())
+                .expect("a session cookie")
+                .to_string()
+        }
+    };
+    let police = session("police", POLICE_PASSWORD).await;
+    let (status, page) = get_as(admin, &police, "/console/").await;
+    assert!(status.contains("200"), "{status}");
+    let alert = page
+        .split("role=\"alert\"")
+        .nth(1)
+        .expect("an attack panel");
+    assert!(
+        alert.contains("th-kim-dong") && alert.contains("12"),
+        "{alert}"
+    );
+    assert_eq!(
+        page.matches("role=\"alert\"").count(),
+        1,
+        "only Kim Đồng rose"
+    );
+    server.stop().await;
+}

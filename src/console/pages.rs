@@ -487,15 +487,14 @@ pub async fn overview(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -
             @for (school, today_hits, usual) in &data.rises {
                 div.alert role="alert" {
                     strong { (lang.t("Cảnh báo: ", "Alert: ")) }
-                    (format!("{} {} — {} {} {} {:.1}/{}",
+                    (format!("{} {} — {} {} {:.1}/{}",
                         lang.t("mã độc và lừa đảo tăng tại", "malware and phishing rising at"),
                         if school.is_empty() { lang.t("thiết bị ở nhà", "home devices") } else { school.as_str() },
                         today_hits,
                         lang.t("lượt hôm nay, thường", "hits today, usually"),
-                        "",
                         usual,
                         lang.t("ngày", "day")))
-                    " " a href=(format!("/console/hits?school={}&category=malware,phishing&since=today", enc(school))) { (lang.t("Xem", "See them")) }
+                    " " a href=(format!("/console/hits?school={}&category=malware,phishing&since=24h", enc(school))) { (lang.t("Xem", "See them")) }
                 }
             }
         }
