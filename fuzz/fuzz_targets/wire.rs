@@ -49,6 +49,7 @@ fn pipeline() -> &'static Pipeline {
             Arc::new(schooldns::metrics::Metrics::default()),
             schooldns::hitlog::HitSender::disabled(),
             Arc::new(schooldns::query::refusals::RefusalLimit::new()),
+            Arc::new(schooldns::devices::check::DeviceChecks::default()),
         )
     })
 }
