@@ -221,6 +221,7 @@ impl Policy {
 
     /// Judges a name for a profile (by index), for callers that identify the profile
     /// another way (a family token): the profile's exceptions first, then its lists.
+    #[inline]
     pub fn decide_for_profile(&self, profile_index: u32, name: &QueryName) -> Decision {
         let profile = &self.profiles[profile_index as usize];
         if !profile.exceptions.is_empty() {
@@ -234,7 +235,6 @@ impl Policy {
     /// name through over the lists, except over a `locked` category unless the exception is
     /// the district's. Safe search still rewrites an allowed search engine.
     #[cold]
-    #[inline(never)]
     fn decide_with_exceptions(
         &self,
         profile_index: u32,
@@ -308,9 +308,7 @@ impl Policy {
         }
     }
 
-    /// Judges a name by the profile's lists, safe search and bypass protection. Always inlined:
-    /// the query path's decision must compile exactly as it did before exceptions existed.
-    #[inline(always)]
+    /// Judges a name by the profile's lists, safe search and bypass protection.
     fn decide_by_lists(&self, profile_index: u32, profile: &Profile, name: &QueryName) -> Decision {
         let mut allow: Option<Rule> = None;
         let mut block: Option<Rule> = None;
