@@ -212,21 +212,11 @@ pub fn decide(
 }
 
 fn document(path: &Path) -> anyhow::Result<DocumentMut> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => NEW_FILE_HEADER.to_string(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    parse(path, &text)?;
-    text.parse::<DocumentMut>()
-        .with_context(|| format!("parsing {}", path.display()))
+    crate::files::read_document(path, NEW_FILE_HEADER, |text| parse(path, text).map(|_| ()))
 }
 
 fn array(doc: &mut DocumentMut) -> anyhow::Result<&mut ArrayOfTables> {
-    doc.entry("requests")
-        .or_insert(Item::ArrayOfTables(ArrayOfTables::new()))
-        .as_array_of_tables_mut()
-        .context("`requests` must be an array of [[requests]] tables")
+    crate::files::tables(doc, "requests")
 }
 
 fn write(path: &Path, doc: &DocumentMut) -> anyhow::Result<Vec<UnblockRequest>> {

@@ -243,22 +243,11 @@ fn now() -> anyhow::Result<String> {
 }
 
 fn read_document(path: &Path) -> anyhow::Result<DocumentMut> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => NEW_FILE_HEADER.to_string(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    // The checking parser first, so a broken file is reported with its line.
-    parse(path, &text)?;
-    text.parse::<DocumentMut>()
-        .with_context(|| format!("parsing {}", path.display()))
+    crate::files::read_document(path, NEW_FILE_HEADER, |text| parse(path, text).map(|_| ()))
 }
 
 fn users_array(doc: &mut DocumentMut) -> anyhow::Result<&mut ArrayOfTables> {
-    doc.entry("users")
-        .or_insert(Item::ArrayOfTables(ArrayOfTables::new()))
-        .as_array_of_tables_mut()
-        .context("`users` must be an array of [[users]] tables")
+    crate::files::tables(doc, "users")
 }
 
 fn find<'a>(doc: &'a mut DocumentMut, name: &str) -> anyhow::Result<Option<&'a mut Table>> {
