@@ -57,6 +57,8 @@ pub struct App {
     refresher_control: mpsc::Sender<subscriptions::Refresher>,
     /// The hit-log writer; stopped (everything buffered written) after the last query.
     hitlog: HitLog,
+    /// Keeps every place's rules in time current.
+    schedule_timer: crate::schedule_timer::ScheduleTimer,
     /// DoT listeners, with their TLS acceptor.
     dot: Vec<TcpListener>,
     /// DoH listeners.
@@ -265,7 +267,10 @@ impl App {
             }),
         )
         .context("starting the subscription thread")?;
+        let schedule_timer = crate::schedule_timer::ScheduleTimer::spawn(Arc::clone(&live))
+            .context("starting the schedule timer")?;
         Ok(App {
+            schedule_timer,
             tcp_slots,
             tcp_timeouts,
             dot,
@@ -419,6 +424,8 @@ impl App {
         let _ = self.refresher_control.send(subscriptions::Refresher::Stop);
         let refresher = self.refresher;
         let _ = tokio::task::spawn_blocking(move || refresher.join()).await;
+        let schedule_timer = self.schedule_timer;
+        let _ = tokio::task::spawn_blocking(move || schedule_timer.stop()).await;
         let _ = self.reload_trigger.send(Trigger::Stop);
         let reload_thread = self.reload_thread;
         let _ = tokio::task::spawn_blocking(move || reload_thread.join()).await;

@@ -49,7 +49,9 @@
 pub mod access;
 pub mod admin;
 pub mod app;
+pub mod calendar;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod devices;
@@ -66,5 +68,7 @@ pub mod priority;
 pub mod query;
 pub mod reload;
 pub mod resolve;
+pub mod schedule_timer;
 pub mod server;
+pub mod services;
 pub mod subscriptions;

@@ -732,6 +732,7 @@ async fn a_rise_of_malware_hits_is_highlighted() {
                 entry: None,
                 cname: None,
                 policy_version: "0".into(),
+                service: None,
             })
             .collect();
         store.write(&mut records, &[]).unwrap();

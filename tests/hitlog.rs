@@ -436,6 +436,7 @@ async fn expired_records_are_deleted_per_category_retention() {
             entry: None,
             cname: None,
             policy_version: "0".into(),
+            service: None,
         };
         let mut records = vec![
             old(40, "adult", "expired.example"),
@@ -530,7 +531,7 @@ async fn a_schema_1_hit_log_is_upgraded_while_dns_answers() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let (status, body) = api(
         s.admin.unwrap(),
         "/api/hits?school=loop&category=adult&since=2h",
@@ -1086,6 +1087,7 @@ fn the_daily_rollup_agrees_with_the_records() {
         entry: None,
         cname: None,
         policy_version: "0".into(),
+        service: None,
     };
     let batch = |from: i64| -> Vec<schooldns::hitlog::HitRecord> {
         (from..from + 60)

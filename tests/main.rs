@@ -12,6 +12,8 @@
 //! - `robustness`: what outside testing found could knock the resolver over, reproduced.
 //! - `upstream`: forwarding: retransmission, hedging, skipping, health.
 //! - `console`: the web console in headless Chromium (WebDriver), with dig and kdig.
+//! - `schedules`: services and rules in time on the real binary with its clock set: lessons,
+//!   holidays, exam days (calendar file and iCal import), a device's bedtime, the edge under load.
 //! - `shipped`: the shipped config and every shipped blocklist.
 
 mod alloc;
@@ -26,6 +28,7 @@ mod parsers;
 mod policy;
 mod promises;
 mod robustness;
+mod schedules;
 mod server;
 mod shipped;
 mod upstream;

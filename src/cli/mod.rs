@@ -11,6 +11,7 @@ use std::time::Instant;
 
 mod devices;
 mod hits;
+mod timeline;
 mod users;
 
 use anyhow::Context;
@@ -75,8 +76,15 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
         /// The client address (selects school and profile).
+        #[arg(long, required_unless_present = "device", conflicts_with = "device")]
+        client: Option<IpAddr>,
+        /// A home device's id instead of an address (its profile, services, rules in time).
         #[arg(long)]
-        client: IpAddr,
+        device: Option<String>,
+        /// Decide as at this moment: RFC 3339 (`2026-12-07T08:00:00+07:00`), or a local
+        /// `2026-12-07T08:00` in `[hitlog] timezone`. Default: now.
+        #[arg(long)]
+        at: Option<String>,
         /// Config file.
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
@@ -102,9 +110,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain {
             names,
             client,
+            device,
+            at,
             config,
             json,
-        } => explain(&config, &names, client, json),
+        } => explain(&config, &names, Asker { client, device, at }, json),
     }
 }
 
@@ -285,7 +295,7 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         let report = c.report();
         writeln!(
             out,
-            "  {:<16} {:>9} entries  {:>6} skipped  {:>6} unsupported  ({} files)",
+            "  {:<22} {:>9} entries  {:>6} skipped  {:>6} unsupported  ({} files)",
             c.name,
             c.entries(),
             report.rejected,
@@ -311,6 +321,15 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
                 c.url_rules
             )?;
         }
+    }
+    let zone = crate::hitlog::time::zone(&loaded.config.hitlog);
+    let today = crate::policy::time::local(&zone, crate::clock::now_ms()).date();
+    let monday = today
+        .checked_sub(jiff::Span::new().days(i64::from(today.weekday().to_monday_zero_offset())))
+        .unwrap_or(today);
+    timeline::write_weeks(&mut out, &policy, monday)?;
+    for warning in timeline::warnings(&policy) {
+        writeln!(out, "warning: {warning}")?;
     }
     let devices = policy.devices();
     writeln!(
@@ -354,8 +373,40 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn explain(path: &Path, names: &[String], client: IpAddr, json: bool) -> anyhow::Result<ExitCode> {
-    let policy = load_policy(path)?;
+/// Who asks, and when, for `explain`.
+struct Asker {
+    client: Option<IpAddr>,
+    device: Option<String>,
+    at: Option<String>,
+}
+
+fn explain(path: &Path, names: &[String], asker: Asker, json: bool) -> anyhow::Result<ExitCode> {
+    let loaded = LoadedConfig::read(path)?;
+    let policy = policy::compile(&loaded)?;
+    let zone = crate::hitlog::time::zone(&loaded.config.hitlog);
+    let now = crate::clock::now_ms();
+    let at_ms = match &asker.at {
+        Some(text) => crate::hitlog::time::parse_instant(text, &zone, now)
+            .map_err(|e| anyhow::anyhow!("--at {text:?}: {e}"))?,
+        None => now,
+    };
+    let token = match &asker.device {
+        Some(id) => Some(
+            policy
+                .devices()
+                .all()
+                .iter()
+                .find(|d| &d.id == id)
+                .map(|d| d.token.clone())
+                .ok_or_else(|| anyhow::anyhow!("no device {id:?} in the devices file"))?,
+        ),
+        None => None,
+    };
+    let client = asker.client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let at_text = asker
+        .at
+        .as_ref()
+        .map(|_| crate::hitlog::time::format_local(at_ms, &zone));
     let mut out = std::io::stdout().lock();
     let mut all_valid = true;
     let mut one = |name: &str, out: &mut dyn Write| -> anyhow::Result<()> {
@@ -365,8 +416,12 @@ fn explain(path: &Path, names: &[String], client: IpAddr, json: bool) -> anyhow:
         }
         match QueryName::from_user(name) {
             Ok(q) => {
-                let decision = policy.decide(client, &q);
-                let explanation = policy.explain(client, &q, &decision);
+                let decision = match &token {
+                    Some(token) => policy.decide_device_at(Some(token), &q, at_ms),
+                    None => policy.decide_at(client, &q, at_ms),
+                };
+                let mut explanation = policy.explain(client, &q, &decision);
+                explanation.at.clone_from(&at_text);
                 if json {
                     writeln!(out, "{}", serde_json::to_string(&explanation)?)?;
                 } else {
@@ -405,6 +460,9 @@ fn explain(path: &Path, names: &[String], client: IpAddr, json: bool) -> anyhow:
 }
 
 fn describe_rule(rule: &RuleInfo) -> String {
+    if rule.category == crate::policy::UNLISTED_CATEGORY {
+        return "block: the profile blocks every name its allowed lists do not list".into();
+    }
     match (&rule.list, rule.line) {
         (Some(list), Some(line)) => format!(
             "{} by category {}: {list}:{line}, entry {}",
@@ -439,6 +497,15 @@ fn write_explanation(out: &mut dyn Write, e: &Explanation) -> std::io::Result<()
     }
     if let Some(rule) = &e.overridden {
         writeln!(out, "  overrides: {}", describe_rule(rule))?;
+    }
+    if let Some(service) = &e.service {
+        writeln!(out, "  service:   {service}")?;
+    }
+    if let Some(when) = &e.when {
+        writeln!(out, "  because:   {when}")?;
+    }
+    if let Some(at) = &e.at {
+        writeln!(out, "  at:        {at}")?;
     }
     writeln!(out)
 }

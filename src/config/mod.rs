@@ -68,6 +68,73 @@ pub struct Config {
     /// The web console: its people.
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// The services catalogue (`block_services`, `allow_services` name its services).
+    #[serde(default)]
+    pub services: ServicesConfig,
+    /// Named weekly time windows that `when` rules switch on (`[schedules.lessons]`).
+    #[serde(default)]
+    pub schedules: BTreeMap<String, ScheduleConfig>,
+    /// Exam days and holidays.
+    #[serde(default)]
+    pub calendar: CalendarConfig,
+}
+
+/// `[services]`: where the catalogue of named services is.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicesConfig {
+    /// The catalogue (`blocklists/services/catalog.toml` in the shipped config): each service's
+    /// id, names, description and list file. Absent: no services can be named.
+    #[serde(default)]
+    pub catalog: Option<PathBuf>,
+}
+
+/// `[schedules.NAME]`: weekly windows, read in the time zone of whoever the rule applies to
+/// (the school's or device's `timezone`, else `[hitlog] timezone`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Days it applies on: `mon` … `sun`.
+    pub days: Vec<Spanned<String>>,
+    /// Windows `HH:MM-HH:MM`; one that ends before it starts runs past midnight into the next
+    /// day (`22:00-06:00`), `24:00` is the end of the day.
+    pub times: Vec<Spanned<String>>,
+    /// Shown to admins.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[calendar]`: exam days and holidays.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarConfig {
+    /// The calendar file (`[[exams]]`, `[[holidays]]`, `[[imports]]` of iCal files or URLs).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+/// A `when` rule: while its schedule is active, it switches profile and/or adds blocks and
+/// allows (`[[profiles.NAME.when]]`, `[[schools.when]]`, `[[devices.when]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhenConfig {
+    /// The schedule (`[schedules.NAME]`) that switches the rule on.
+    pub schedule: Spanned<String>,
+    /// Another profile to apply while the schedule is active.
+    #[serde(default)]
+    pub profile: Option<Spanned<String>>,
+    /// Categories blocked while active.
+    #[serde(default)]
+    pub block: Vec<Spanned<String>>,
+    /// Categories allowed while active (allow wins over every block).
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// Services (catalogue ids) blocked while active.
+    #[serde(default)]
+    pub block_services: Vec<Spanned<String>>,
+    /// Services allowed while active.
+    #[serde(default)]
+    pub allow_services: Vec<Spanned<String>>,
 }
 
 /// `[console]`: the web console for the district, schools and police.
@@ -107,6 +174,8 @@ impl Config {
         let mut files: Vec<PathBuf> = self.devices.file.iter().cloned().collect();
         files.extend(self.console.users.iter().cloned());
         files.extend(self.console.exceptions.iter().cloned());
+        files.extend(self.calendar.file.iter().cloned());
+        files.extend(self.services.catalog.iter().cloned());
         files.extend(self.tls.cert.iter().cloned());
         files.extend(self.tls.key.iter().cloned());
         files
@@ -524,6 +593,20 @@ pub struct ProfileConfig {
     /// Shown to admins.
     #[serde(default)]
     pub description: Option<String>,
+    /// Block every name that no allowed category or service lists (exam days, bedtime).
+    /// These blocks are counted in the metrics but not recorded in the hit log: every name a
+    /// device asks for would otherwise be kept, which is a browsing history.
+    #[serde(default)]
+    pub block_unlisted: bool,
+    /// Services (catalogue ids) blocked for this profile.
+    #[serde(default)]
+    pub block_services: Vec<Spanned<String>>,
+    /// Services never blocked for this profile (allow wins).
+    #[serde(default)]
+    pub allow_services: Vec<Spanned<String>>,
+    /// Rules in time: what changes while a schedule is active.
+    #[serde(default)]
+    pub when: Vec<WhenConfig>,
 }
 
 fn default_answer() -> Spanned<String> {
@@ -546,9 +629,11 @@ pub struct SchoolConfig {
     pub networks: Vec<Spanned<String>>,
     /// Profile for clients in these networks.
     pub profile: Spanned<String>,
-    /// More specific networks of this school with another profile (`"10.1.9.0/24" = "staff"`).
+    /// More specific networks of this school with another profile (`"10.1.9.0/24" = "staff"`),
+    /// or with services of their own
+    /// (`"10.1.9.0/24" = { profile = "staff", block_services = ["tiktok"] }`).
     #[serde(default)]
-    pub subnets: BTreeMap<String, Spanned<String>>,
+    pub subnets: BTreeMap<String, SubnetConfig>,
     /// Lets a network cover every address (`0.0.0.0/0`, `::/0`). Off by default: such a
     /// network makes schooldns an open resolver for the whole internet.
     #[serde(default)]
@@ -560,6 +645,72 @@ pub struct SchoolConfig {
     /// Names (and their subdomains) this school always blocks, whatever its lists allow.
     #[serde(default)]
     pub block: Vec<Spanned<String>>,
+    /// Services (catalogue ids) blocked at this school, whatever its profiles say.
+    #[serde(default)]
+    pub block_services: Vec<Spanned<String>>,
+    /// Services allowed at this school (allow wins).
+    #[serde(default)]
+    pub allow_services: Vec<Spanned<String>>,
+    /// The school's time zone for schedules and the calendar (IANA name); default
+    /// `[hitlog] timezone`.
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
+    /// The school's own rules in time (its timetable), on top of its profiles'.
+    #[serde(default)]
+    pub when: Vec<WhenConfig>,
+}
+
+/// A subnet's value: a profile name, or a table with the profile and the subnet's services.
+/// (Kept whole under one span: an untagged enum cannot carry spans inside it.)
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SubnetConfig(Spanned<SubnetValue>);
+
+/// The two spellings of a subnet's value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SubnetValue {
+    /// `"10.1.9.0/24" = "staff"`.
+    Profile(String),
+    /// `"10.1.9.0/24" = { profile = "staff", block_services = ["tiktok"] }`.
+    Rules {
+        /// The subnet's profile.
+        profile: String,
+        /// Services blocked on this subnet.
+        #[serde(default)]
+        block_services: Vec<String>,
+        /// Services allowed on this subnet.
+        #[serde(default)]
+        allow_services: Vec<String>,
+    },
+}
+
+impl SubnetConfig {
+    /// The subnet's profile name, spanning the value.
+    pub fn profile(&self) -> Spanned<String> {
+        let profile = match self.0.get_ref() {
+            SubnetValue::Profile(p) | SubnetValue::Rules { profile: p, .. } => p.clone(),
+        };
+        Spanned::new(self.0.span(), profile)
+    }
+
+    /// Its blocked and allowed services, each spanning the value.
+    pub fn services(&self) -> (Vec<Spanned<String>>, Vec<Spanned<String>>) {
+        let span = |names: &[String]| {
+            names
+                .iter()
+                .map(|n| Spanned::new(self.0.span(), n.clone()))
+                .collect()
+        };
+        match self.0.get_ref() {
+            SubnetValue::Profile(_) => (Vec::new(), Vec::new()),
+            SubnetValue::Rules {
+                block_services,
+                allow_services,
+                ..
+            } => (span(block_services), span(allow_services)),
+        }
+    }
 }
 
 /// `[defaults]`: clients outside every school network.

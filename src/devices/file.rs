@@ -57,6 +57,19 @@ pub struct DeviceEntry {
     /// When it was revoked (RFC 3339), for admins.
     #[serde(default)]
     pub revoked_at: Option<String>,
+    /// Services (catalogue ids) blocked on this device.
+    #[serde(default)]
+    pub block_services: Vec<Spanned<String>>,
+    /// Services allowed on this device (allow wins).
+    #[serde(default)]
+    pub allow_services: Vec<Spanned<String>>,
+    /// The device's time zone for its rules in time (IANA name); default its school's, else
+    /// `[hitlog] timezone`.
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
+    /// The device's rules in time (a bedtime: `schedule = "night"`, `profile = "sleep"`).
+    #[serde(default)]
+    pub when: Vec<crate::config::WhenConfig>,
 }
 
 /// A parsed devices file together with its text, for located errors.

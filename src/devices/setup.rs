@@ -671,6 +671,7 @@ mod tests {
             id: "lan-phone".into(),
             name: "Lan's <phone>".into(),
             profile: 0,
+            slot: 0,
             school: None,
             share_with_school: false,
             revoked: false,

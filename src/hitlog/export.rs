@@ -64,6 +64,7 @@ pub fn record_value(r: &HitRecord, zone: &TimeZone, schools: Option<&SchoolNames
         "qtype": r.qtype,
         "decision": r.decision,
         "category": r.category,
+        "service": r.service,
         "list": r.list,
         "line": r.line,
         "entry": r.entry,
@@ -77,7 +78,7 @@ pub fn record_json(r: &HitRecord, zone: &TimeZone, schools: Option<&SchoolNames>
     record_value(r, zone, schools).to_string()
 }
 
-const CSV_HEADER: [&str; 19] = [
+const CSV_HEADER: [&str; 20] = [
     "time_local",
     "time_utc",
     "last_seen_utc",
@@ -97,10 +98,11 @@ const CSV_HEADER: [&str; 19] = [
     "entry",
     "cname",
     "policy_version",
+    "service",
 ];
 
 /// [`CSV_HEADER`] in Vietnamese, for exports from the console in Vietnamese.
-const CSV_HEADER_VI: [&str; 19] = [
+const CSV_HEADER_VI: [&str; 20] = [
     "thoi_gian_dia_phuong",
     "thoi_gian_utc",
     "lan_cuoi_utc",
@@ -120,6 +122,7 @@ const CSV_HEADER_VI: [&str; 19] = [
     "muc",
     "cname",
     "phien_ban_chinh_sach",
+    "dich_vu",
 ];
 
 /// A CSV field: quoted when needed, and defused when a spreadsheet would read it as a formula.
@@ -186,6 +189,7 @@ pub fn csv_fields(r: &HitRecord, zone: &TimeZone, schools: &SchoolNames) -> Vec<
         opt(&r.entry),
         opt(&r.cname),
         r.policy_version.clone(),
+        opt(&r.service),
     ]
 }
 

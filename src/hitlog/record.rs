@@ -74,6 +74,8 @@ pub struct HitRecord {
     pub cname: Option<String>,
     /// Version of the policy that decided (16 hex digits, as `schooldns check` prints).
     pub policy_version: String,
+    /// The service whose list decided (`tiktok`), when the category is `services`.
+    pub service: Option<String>,
 }
 
 impl HitRecord {
@@ -105,6 +107,7 @@ impl HitRecord {
             entry: rule.map(|r| r.entry),
             cname: event.cname.as_deref().map(str::to_string),
             policy_version: format!("{:016x}", event.policy.version()),
+            service: explained.service,
         })
     }
 

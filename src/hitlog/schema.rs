@@ -16,7 +16,7 @@ use std::path::Path;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Bumped when the schema changes incompatibly.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Schema 1 as older schooldns versions made it: one table of text columns. Kept to test the
 /// upgrade from it.
@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS contexts (
     qtype TEXT NOT NULL,
     decision TEXT NOT NULL,
     list TEXT,
-    policy_version TEXT NOT NULL
+    policy_version TEXT NOT NULL,
+    -- The service whose list decided (schema 3).
+    service TEXT
 );
 CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY,
@@ -84,7 +86,7 @@ CREATE INDEX IF NOT EXISTS records_client_time ON records (client, time_ms);
 
 /// A record's columns in [`crate::hitlog::HitRecord`] field order: the expression over
 /// `records r` joined by [`JOINS`], and the name the `hits` view gives it (schema 1's).
-const COLUMNS: [(&str, &str); 18] = [
+const COLUMNS: [(&str, &str); 19] = [
     ("r.id", "id"),
     ("r.time_ms", "time_ms"),
     ("r.last_seen_ms", "last_seen_ms"),
@@ -106,6 +108,7 @@ const COLUMNS: [(&str, &str); 18] = [
     ),
     ("r.cname", "cname"),
     ("x.policy_version", "policy_version"),
+    ("x.service", "service"),
 ];
 
 /// The column list of a `SELECT` of whole records from `records r` joined by [`JOINS`].
@@ -135,6 +138,12 @@ pub fn prepare(conn: &mut Connection, path: &Path) -> rusqlite::Result<()> {
         Some(upgrade_from_1(&tx)?)
     } else {
         tx.execute_batch(TABLES)?;
+        if !column_exists(&tx, "contexts", "service")? {
+            // Schema 2 → 3: contexts name the service; the view shows it.
+            tx.execute_batch(
+                "ALTER TABLE contexts ADD COLUMN service TEXT; DROP VIEW IF EXISTS hits;",
+            )?;
+        }
         None
     };
     tx.execute_batch(INDEXES)?;
@@ -196,6 +205,15 @@ fn newer(version: i64) -> rusqlite::Error {
     )
 }
 
+fn column_exists(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
 fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
@@ -253,6 +271,26 @@ mod tests {
     /// A schema 1 file is upgraded in place: every record keeps its id and reads back through
     /// the `hits` view exactly as before (missing schools, profiles and lists, entries equal to
     /// the name, to the CNAME target, or neither), and readers said how to upgrade before.
+    /// A schema 2 file gains the contexts' `service` column and the view shows it.
+    #[test]
+    fn schema_2_files_gain_the_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hits.sqlite");
+        drop(crate::hitlog::store::Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP VIEW hits; ALTER TABLE contexts DROP COLUMN service; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(conn);
+        assert!(needs_upgrade(&path));
+        drop(crate::hitlog::store::Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        assert!(ready(&conn).unwrap());
+        assert!(column_exists(&conn, "contexts", "service").unwrap());
+        conn.prepare("SELECT service FROM hits").unwrap();
+    }
+
     #[test]
     fn schema_1_files_upgrade_in_place() {
         let dir = tempfile::tempdir().unwrap();
@@ -288,7 +326,15 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         assert!(ready(&conn).unwrap());
         assert!(!needs_upgrade(&path));
-        assert_eq!(all_hits(&conn), before);
+        // Schema 3 adds the service after the old columns.
+        let after: Vec<Vec<rusqlite::types::Value>> = all_hits(&conn)
+            .into_iter()
+            .map(|mut row| {
+                assert_eq!(row.pop(), Some(rusqlite::types::Value::Null));
+                row
+            })
+            .collect();
+        assert_eq!(after, before);
         let entries: Vec<String> = conn
             .prepare("SELECT entry FROM records ORDER BY id")
             .unwrap()
@@ -309,6 +355,7 @@ mod tests {
         drop(store);
         // Opening again changes nothing.
         crate::hitlog::store::Store::open(&path).unwrap();
-        assert_eq!(all_hits(&conn), before);
+        assert_eq!(all_hits(&conn).len(), before.len());
+        assert_eq!(all_hits(&conn)[0][..18], before[0][..]);
     }
 }

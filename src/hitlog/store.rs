@@ -50,6 +50,7 @@ pub fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<HitRecord> {
         entry: row.get(15)?,
         cname: row.get(16)?,
         policy_version: row.get(17)?,
+        service: row.get(18)?,
     })
 }
 
@@ -73,6 +74,7 @@ struct Context {
     decision: String,
     list: Option<String>,
     policy_version: String,
+    service: Option<String>,
 }
 
 impl Context {
@@ -84,6 +86,7 @@ impl Context {
             decision: record.decision.clone(),
             list: record.list.clone(),
             policy_version: record.policy_version.clone(),
+            service: record.service.clone(),
         }
     }
 
@@ -95,6 +98,7 @@ impl Context {
             && self.qtype == record.qtype
             && self.protocol == record.protocol
             && self.decision == record.decision
+            && self.service == record.service
     }
 }
 
@@ -163,7 +167,8 @@ impl Store {
                 .collect::<Result<_, _>>()?;
         }
         let mut stmt = self.conn.prepare(
-            "SELECT profile, protocol, qtype, decision, list, policy_version, id FROM contexts",
+            "SELECT profile, protocol, qtype, decision, list, policy_version, service, id \
+             FROM contexts",
         )?;
         self.contexts = stmt
             .query_map([], |r| {
@@ -175,8 +180,9 @@ impl Store {
                         decision: r.get(3)?,
                         list: r.get(4)?,
                         policy_version: r.get(5)?,
+                        service: r.get(6)?,
                     },
-                    r.get(6)?,
+                    r.get(7)?,
                 ))
             })?
             .collect::<Result<_, _>>()?;
@@ -468,8 +474,8 @@ fn context_id(
         return Ok(id);
     }
     tx.prepare_cached(
-        "INSERT INTO contexts (profile, protocol, qtype, decision, list, policy_version) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO contexts (profile, protocol, qtype, decision, list, policy_version, service) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         context.profile,
@@ -478,6 +484,7 @@ fn context_id(
         context.decision,
         context.list,
         context.policy_version,
+        context.service,
     ])?;
     let id = tx.last_insert_rowid();
     known.insert(context.clone(), id);
@@ -530,6 +537,7 @@ mod tests {
             entry: Some(qname.into()),
             cname: None,
             policy_version: "0123456789abcdef".into(),
+            service: None,
         }
     }
 

@@ -18,12 +18,16 @@ use std::time::SystemTime;
 
 use ipnet::IpNet;
 
+use super::SERVICE_PREFIX;
 use super::bloom::NameFilter;
 use super::decision::BlockAnswer;
 use super::devices::{Device, Devices};
 use super::matcher::{DomainTableBuilder, MAX_FILES};
 use super::networks::{NetworkTarget, Networks};
-use super::profiles::{ExceptionProbe, Probe, Profile, Role};
+use super::profiles::{Because, ExceptionProbe, Probe, Profile, Role};
+use super::time::{
+    Active, CalendarEffect, CalendarEntry, Schedule, Slot, TimeRule, TimeRules, VariantKey,
+};
 use super::{Category, CompiledCategory, CompiledFile, Policy, School};
 use crate::config::{ConfigError, LoadedConfig};
 use crate::lists::{self, ut1};
@@ -184,84 +188,138 @@ impl Compiler {
                 description: cat.description.clone(),
                 url_rules,
                 locked: cat.locked,
+                service: None,
                 compiled,
             });
         }
         let configured = categories.len();
-        let category_index =
-            |name: &str| categories[..configured].iter().position(|c| c.name == name);
+        // The services catalogue: one table per service, after the configured categories.
+        let catalog = match &config.services.catalog {
+            Some(path) => crate::services::read(path)?,
+            None => crate::services::Catalog::default(),
+        };
+        for service in &catalog.services {
+            let files = vec![(
+                service.file.clone(),
+                FileStamp::of(&service.file).map_err(|e| {
+                    source.error(
+                        "services.catalog",
+                        format!("cannot read list {}: {e}", service.file.display()),
+                    )
+                })?,
+            )];
+            let compiled = match self.previous.get(&files) {
+                Some(previous) => Arc::clone(previous),
+                None => Arc::new(compile_category(&files).map_err(|e| {
+                    source.error(
+                        "services.catalog",
+                        format!("{}: {e}", service.file.display()),
+                    )
+                })?),
+            };
+            kept.insert(files, Arc::clone(&compiled));
+            categories.push(Category {
+                name: format!("{SERVICE_PREFIX}{}", service.id),
+                description: Some(service.description.clone()),
+                url_rules: 0,
+                locked: false,
+                service: Some(service.id.clone()),
+                compiled,
+            });
+        }
+        let tables = Tables {
+            names: categories.iter().map(|c| c.name.clone()).collect(),
+            configured,
+            catalog: &catalog,
+        };
+        let profile_names: Vec<String> = config.profiles.keys().cloned().collect();
+        let schedule_names: Vec<String> = config.schedules.keys().cloned().collect();
+        let mut time = TimeRules {
+            schedules: compile_schedules(loaded)?,
+            zones: vec![crate::hitlog::time::zone(&config.hitlog)],
+            ..TimeRules::default()
+        };
+        let mut zone_names: Vec<String> = vec![String::new()];
+        let rules_of = |time: &mut TimeRules,
+                        source: &crate::config::SourceText,
+                        prefix: &str,
+                        whens: &[crate::config::WhenConfig]|
+         -> Result<Vec<u32>, CompileError> {
+            let mut indices = Vec::new();
+            for (i, when) in whens.iter().enumerate() {
+                let key = format!("{prefix}.when[{i}]");
+                let rule =
+                    compile_rule(source, &key, when, &tables, &profile_names, &schedule_names)?;
+                indices.push(time.rules.len() as u32);
+                time.rules.push(rule);
+            }
+            Ok(indices)
+        };
 
         let mut profiles = Vec::new();
         for (name, p) in &config.profiles {
-            let resolve = |refs: &[toml::Spanned<String>], field: &str| {
-                let key = format!("profiles.{name}.{field}");
-                refs.iter()
-                    .map(|r| {
-                        category_index(r.get_ref())
-                            .map(|i| i as u32)
-                            .ok_or_else(|| {
-                                let known: Vec<&str> =
-                                    categories.iter().map(|c| c.name.as_str()).collect();
-                                source.error_at(
-                                    r.span(),
-                                    &key,
-                                    format!(
-                                        "unknown category {:?} (known: {})",
-                                        r.get_ref(),
-                                        known.join(", ")
-                                    ),
-                                )
-                            })
-                    })
-                    .collect::<Result<Vec<u32>, _>>()
-            };
-            let block = resolve(&p.block, "block")?;
-            let allow = resolve(&p.allow, "allow")?;
+            let key = |field: &str| format!("profiles.{name}.{field}");
+            let block = tables.resolve(
+                source,
+                &key("block"),
+                &p.block,
+                &key("block_services"),
+                &p.block_services,
+            )?;
+            let allow = tables.resolve(
+                source,
+                &key("allow"),
+                &p.allow,
+                &key("allow_services"),
+                &p.allow_services,
+            )?;
             if let Some(both) = p.block.iter().find(|b| p.allow.contains(b)) {
                 return Err(source.error_at(
                     both.span(),
-                    &format!("profiles.{name}.block"),
+                    &key("block"),
                     format!("category {:?} is both blocked and allowed", both.get_ref()),
+                ));
+            }
+            if let Some(both) = p
+                .block_services
+                .iter()
+                .find(|b| p.allow_services.contains(b))
+            {
+                return Err(source.error_at(
+                    both.span(),
+                    &key("block_services"),
+                    format!("service {:?} is both blocked and allowed", both.get_ref()),
                 ));
             }
             let answer = parse_answer(p.answer.get_ref()).ok_or_else(|| {
                 source.error_at(
                     p.answer.span(),
-                    &format!("profiles.{name}.answer"),
+                    &key("answer"),
                     format!(
                         "{:?} is not \"nxdomain\", \"null\" or an IP address",
                         p.answer.get_ref()
                     ),
                 )
             })?;
-            let mut probes = Vec::new();
-            for (cats, role) in [(&allow, Role::Allow), (&block, Role::Block)] {
-                for &category in cats {
-                    let has_allow_rules = categories[category as usize]
-                        .compiled
-                        .table
-                        .has_allow_rules();
-                    probes.push(Probe {
-                        category,
-                        role,
-                        has_allow_rules,
-                    });
-                }
-            }
+            let rules = rules_of(&mut time, source, &format!("profiles.{name}"), &p.when)?;
+            time.profile_rules.push(rules);
             profiles.push(Profile {
                 name: name.clone(),
                 description: p.description.clone(),
+                probes: probes_for(&categories, &allow, &block),
                 block,
                 allow,
                 safe_search: p.safe_search,
                 answer,
                 bypass_protection: p.bypass_protection,
-                probes,
+                block_unlisted: p.block_unlisted,
                 exceptions: Vec::new(),
+                configured: profiles.len() as u32,
+                because: None,
             });
         }
         // Exceptions: one table for the district (every profile consults it) and one per
-        // school that has any (its networks get copies of their profiles that consult it).
+        // school that has any (its places consult it first).
         let (exception_tables, exceptions_in_force) = compile_exceptions(loaded)?;
         let mut school_exceptions: HashMap<String, u32> = HashMap::new();
         for (scope, compiled) in exception_tables {
@@ -281,6 +339,7 @@ impl Compiler {
                 description: Some(description),
                 url_rules: 0,
                 locked: false,
+                service: None,
                 compiled: Arc::new(compiled),
             });
             match scope {
@@ -297,49 +356,44 @@ impl Compiler {
                 }
             }
         }
-        // A school with its own exceptions gets its own copy of each profile it uses.
-        let mut school_profiles: HashMap<(u32, u32), u32> = HashMap::new();
-        let mut profile_for = |profiles: &mut Vec<Profile>, school: &str, profile: u32| -> u32 {
-            let Some(&category) = school_exceptions.get(school) else {
-                return profile;
-            };
-            *school_profiles
-                .entry((category, profile))
-                .or_insert_with(|| {
-                    let mut copy = profiles[profile as usize].clone();
-                    copy.exceptions.insert(
-                        0,
-                        ExceptionProbe {
-                            category,
-                            district: false,
-                        },
-                    );
-                    profiles.push(copy);
-                    profiles.len() as u32 - 1
-                })
+        let profile_index =
+            |r: &toml::Spanned<String>, key: &str| profile_index_in(&profile_names, source, r, key);
+        let mut slots: HashMap<Slot, u32> = HashMap::new();
+        let mut slot_for = |time: &mut TimeRules, slot: Slot| -> u32 {
+            *slots.entry(slot.clone()).or_insert_with(|| {
+                time.slots.push(slot);
+                time.slots.len() as u32 - 1
+            })
         };
-        // The configured profiles, by name (schools' copies come after them).
-        let profile_names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
-        let profile_index = |r: &toml::Spanned<String>, key: &str| {
-            profile_names
-                .iter()
-                .position(|p| p == r.get_ref())
-                .map(|i| i as u32)
-                .ok_or_else(|| {
-                    let known: Vec<&str> = profile_names.iter().map(String::as_str).collect();
-                    source.error_at(
-                        r.span(),
-                        key,
-                        format!(
-                            "unknown profile {:?} (known: {})",
-                            r.get_ref(),
-                            known.join(", ")
-                        ),
-                    )
-                })
+        let mut zone_of = |time: &mut TimeRules,
+                           source: &crate::config::SourceText,
+                           key: &str,
+                           name: Option<&toml::Spanned<String>>,
+                           default: u32|
+         -> Result<u32, CompileError> {
+            let Some(name) = name else {
+                return Ok(default);
+            };
+            if let Some(i) = zone_names.iter().position(|z| z == name.get_ref()) {
+                return Ok(i as u32);
+            }
+            let zone = jiff::tz::TimeZone::get(name.get_ref()).map_err(|_| {
+                source.error_at(
+                    name.span(),
+                    key,
+                    format!(
+                        "{:?} is not a time zone (e.g. \"Asia/Ho_Chi_Minh\")",
+                        name.get_ref()
+                    ),
+                )
+            })?;
+            zone_names.push(name.get_ref().clone());
+            time.zones.push(zone);
+            Ok(time.zones.len() as u32 - 1)
         };
 
         let mut schools: Vec<School> = Vec::new();
+        let mut school_zones: Vec<u32> = Vec::new();
         let mut networks = Networks::default();
         for (i, s) in config.schools.iter().enumerate() {
             let prefix = format!("schools[{i}]");
@@ -354,8 +408,40 @@ impl Compiler {
                 return Err(source.error_at(s.id.span(), &format!("{prefix}.id"), "empty id"));
             }
             let profile = profile_index(&s.profile, &format!("{prefix}.profile"))?;
-            let profile = profile_for(&mut profiles, s.id.get_ref(), profile);
             let school_index = schools.len() as u32;
+            let zone = zone_of(
+                &mut time,
+                source,
+                &format!("{prefix}.timezone"),
+                s.timezone.as_ref(),
+                0,
+            )?;
+            let block = tables.resolve(
+                source,
+                "",
+                &[],
+                &format!("{prefix}.block_services"),
+                &s.block_services,
+            )?;
+            let allow = tables.resolve(
+                source,
+                "",
+                &[],
+                &format!("{prefix}.allow_services"),
+                &s.allow_services,
+            )?;
+            let rules = rules_of(&mut time, source, &prefix, &s.when)?;
+            let place = |base: u32, block: Vec<u32>, allow: Vec<u32>| Slot {
+                base,
+                school: Some(school_index),
+                exams: true,
+                zone,
+                block,
+                allow,
+                rules: rules.clone(),
+                exceptions: school_exceptions.get(s.id.get_ref()).copied(),
+            };
+            let slot = slot_for(&mut time, place(profile, block.clone(), allow.clone()));
             let mut claimed = Vec::new();
             for net in &s.networks {
                 let key = format!("{prefix}.networks");
@@ -380,7 +466,7 @@ impl Compiler {
                 warn_host_bits(source, net.span(), &key, net.get_ref(), parsed);
                 let target = NetworkTarget {
                     school: school_index,
-                    profile,
+                    slot,
                 };
                 networks.insert(parsed, target).map_err(|existing| {
                     let owner = schools
@@ -394,8 +480,9 @@ impl Compiler {
                 })?;
                 claimed.push((parsed, profile));
             }
-            for (cidr, sub_profile) in &s.subnets {
+            for (cidr, subnet) in &s.subnets {
                 let key = format!("{prefix}.subnets");
+                let sub_profile = &subnet.profile();
                 let parsed = parse_network(cidr).ok_or_else(|| {
                     source.error_at(
                         sub_profile.span(),
@@ -411,14 +498,31 @@ impl Compiler {
                         format!("subnet {parsed} is not inside any of this school's networks"),
                     ));
                 }
-                let profile = profile_index(sub_profile, &key)?;
-                let profile = profile_for(&mut profiles, s.id.get_ref(), profile);
+                let sub_index = profile_index(sub_profile, &key)?;
+                let (sub_block, sub_allow) = subnet.services();
+                let mut block = block.clone();
+                block.extend(tables.resolve(
+                    source,
+                    "",
+                    &[],
+                    &format!("{key}.block_services"),
+                    &sub_block,
+                )?);
+                let mut allow = allow.clone();
+                allow.extend(tables.resolve(
+                    source,
+                    "",
+                    &[],
+                    &format!("{key}.allow_services"),
+                    &sub_allow,
+                )?);
+                let sub_slot = slot_for(&mut time, place(sub_index, block, allow));
                 networks
                     .insert(
                         parsed,
                         NetworkTarget {
                             school: school_index,
-                            profile,
+                            slot: sub_slot,
                         },
                     )
                     .map_err(|_| {
@@ -428,30 +532,175 @@ impl Compiler {
                             format!("network {parsed} is claimed twice"),
                         )
                     })?;
-                claimed.push((parsed, profile));
+                claimed.push((parsed, sub_index));
             }
+            school_zones.push(zone);
             schools.push(School {
                 id: s.id.get_ref().clone(),
                 name: s.name.clone(),
                 profile,
+                slot,
                 networks: claimed,
             });
         }
-        let default_profile = match &config.defaults.profile {
-            Some(p) => Some(profile_index(p, "defaults.profile")?),
+        let plain_slot = |base: u32| Slot {
+            base,
+            school: None,
+            exams: false,
+            zone: 0,
+            block: Vec::new(),
+            allow: Vec::new(),
+            rules: Vec::new(),
+            exceptions: None,
+        };
+        let default_slot = match &config.defaults.profile {
+            Some(p) => {
+                let base = profile_index(p, "defaults.profile")?;
+                let slot = plain_slot(base);
+                Some(slot_for(&mut time, slot))
+            }
             None => None,
         };
-        let device_default_profile = match &config.devices.default_profile {
-            Some(p) => Some(profile_index(p, "devices.default_profile")?),
+        let device_default_slot = match &config.devices.default_profile {
+            Some(p) => {
+                let base = profile_index(p, "devices.default_profile")?;
+                let slot = plain_slot(base);
+                Some(slot_for(&mut time, slot))
+            }
             None => None,
         };
         let (devices, devices_stamp) = match &config.devices.file {
             Some(path) => {
                 let stamp = FileStamp::of(path).ok();
-                (compile_devices(path, &profiles, &schools)?, stamp)
+                let loaded_devices = crate::devices::file::read(path)?;
+                let dsource = &loaded_devices.source;
+                let mut devices = Devices::default();
+                for (i, entry) in loaded_devices.file.devices.iter().enumerate() {
+                    let key = |field: &str| format!("devices[{i}].{field}");
+                    let profile =
+                        profile_index_in(&profile_names, dsource, &entry.profile, &key("profile"))?;
+                    let school = match &entry.school {
+                        Some(id) => Some(
+                            schools
+                                .iter()
+                                .position(|s| &s.id == id.get_ref())
+                                .ok_or_else(|| {
+                                    dsource.error_at(
+                                        id.span(),
+                                        &key("school"),
+                                        format!("unknown school {:?}", id.get_ref()),
+                                    )
+                                })? as u32,
+                        ),
+                        None => None,
+                    };
+                    let default_zone = school.map_or(0, |s| school_zones[s as usize]);
+                    let zone = zone_of(
+                        &mut time,
+                        dsource,
+                        &key("timezone"),
+                        entry.timezone.as_ref(),
+                        default_zone,
+                    )?;
+                    let block = tables.resolve(
+                        dsource,
+                        "",
+                        &[],
+                        &key("block_services"),
+                        &entry.block_services,
+                    )?;
+                    let allow = tables.resolve(
+                        dsource,
+                        "",
+                        &[],
+                        &key("allow_services"),
+                        &entry.allow_services,
+                    )?;
+                    let rules =
+                        rules_of(&mut time, dsource, &format!("devices[{i}]"), &entry.when)?;
+                    let slot = slot_for(
+                        &mut time,
+                        Slot {
+                            base: profile,
+                            school,
+                            exams: false,
+                            zone,
+                            block,
+                            allow,
+                            rules,
+                            exceptions: None,
+                        },
+                    );
+                    devices.push(Device {
+                        id: entry.id.get_ref().clone(),
+                        name: entry.name.clone(),
+                        profile,
+                        slot,
+                        school,
+                        share_with_school: entry.share_with_school,
+                        revoked: entry.revoked,
+                        token: entry.token.get_ref().clone(),
+                    });
+                }
+                (devices, stamp)
             }
             None => (Devices::default(), None),
         };
+        let calendar = crate::calendar::read(config)?;
+        time.calendar = calendar
+            .entries
+            .iter()
+            .map(|entry| CalendarEntry {
+                name: entry.name.clone(),
+                effect: match &entry.effect {
+                    crate::calendar::Effect::Exam { profile } => CalendarEffect::Exam(
+                        profile_names.iter().position(|p| p == profile).unwrap_or(0) as u32,
+                    ),
+                    crate::calendar::Effect::Holiday { schedules } => {
+                        CalendarEffect::Holiday(schedules.as_ref().map(|names| {
+                            names
+                                .iter()
+                                .filter_map(|n| schedule_names.iter().position(|s| s == n))
+                                .map(|i| i as u32)
+                                .collect()
+                        }))
+                    }
+                },
+                schools: entry.schools.as_ref().map(|ids| {
+                    ids.iter()
+                        .filter_map(|id| schools.iter().position(|s| &s.id == id))
+                        .map(|i| i as u32)
+                        .collect()
+                }),
+                days: entry.days.clone(),
+                origin: entry.origin.clone(),
+            })
+            .collect();
+        // Every variant any place can reach, compiled once; the configured profiles as they
+        // are come first, at their own indices.
+        let mut variants: HashMap<VariantKey, u32> = (0..profiles.len() as u32)
+            .map(|p| (VariantKey::plain(p), p))
+            .collect();
+        let mut initial = Vec::with_capacity(time.slots.len());
+        let now = crate::clock::now_ms();
+        for slot in 0..time.slots.len() as u32 {
+            for key in time.reachable_keys(slot) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = variants.entry(key) {
+                    let variant = compose(&profiles, &categories, &time, slot.key());
+                    profiles.push(variant);
+                    slot.insert(profiles.len() as u32 - 1);
+                }
+            }
+            let key = time.key_at_instant(slot, now);
+            initial.push(
+                variants
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(time.slots[slot as usize].base),
+            );
+        }
+        let active = Active::new(&initial);
+        super::time::refresh(&time, &variants, &active, now);
 
         let total: usize = categories.iter().map(Category::entries).sum();
         let filter = NameFilter::build(
@@ -465,6 +714,10 @@ impl Compiler {
         source.text.hash(&mut hasher);
         devices_stamp.hash(&mut hasher);
         exceptions_in_force.hash(&mut hasher);
+        calendar.entries.hash(&mut hasher);
+        if let Some(path) = &config.services.catalog {
+            FileStamp::of(path).ok().hash(&mut hasher);
+        }
         for category in &categories {
             for file in &category.compiled.files {
                 file.path.hash(&mut hasher);
@@ -478,9 +731,13 @@ impl Compiler {
             profiles,
             schools,
             networks,
-            default_profile,
+            default_slot,
             devices,
-            device_default_profile,
+            device_default_slot,
+            time,
+            variants,
+            active,
+            services: catalog,
             filter,
             version: hasher.finish(),
             check_name: config.tls.hostname.as_ref().map(|h| {
@@ -599,58 +856,345 @@ fn compile_exceptions(
     Ok((tables, in_force))
 }
 
-/// Reads the devices file and resolves each device's profile and school; mistakes name the
-/// devices file, line and key.
-fn compile_devices(
-    path: &Path,
+/// Names of the policy's tables, to resolve `block`/`allow` (configured categories) and
+/// `block_services`/`allow_services` (the catalogue's services) with located errors.
+struct Tables<'a> {
+    names: Vec<String>,
+    configured: usize,
+    catalog: &'a crate::services::Catalog,
+}
+
+impl Tables<'_> {
+    /// Table indices of the categories and services named, categories first.
+    fn resolve(
+        &self,
+        source: &crate::config::SourceText,
+        categories_key: &str,
+        categories: &[toml::Spanned<String>],
+        services_key: &str,
+        services: &[toml::Spanned<String>],
+    ) -> Result<Vec<u32>, CompileError> {
+        let mut tables = Vec::with_capacity(categories.len() + services.len());
+        for r in categories {
+            let index = self.names[..self.configured]
+                .iter()
+                .position(|c| c == r.get_ref())
+                .ok_or_else(|| {
+                    source.error_at(
+                        r.span(),
+                        categories_key,
+                        format!(
+                            "unknown category {:?} (known: {})",
+                            r.get_ref(),
+                            self.names[..self.configured].join(", ")
+                        ),
+                    )
+                })?;
+            tables.push(index as u32);
+        }
+        for r in services {
+            let wanted = format!("{SERVICE_PREFIX}{}", r.get_ref());
+            let index = self
+                .names
+                .iter()
+                .position(|c| c == &wanted)
+                .ok_or_else(|| {
+                    let message = if self.catalog.path.is_none() {
+                        format!(
+                            "unknown service {:?}: no [services] catalog is configured",
+                            r.get_ref()
+                        )
+                    } else {
+                        format!(
+                            "unknown service {:?} (known: {})",
+                            r.get_ref(),
+                            self.catalog.ids().join(", ")
+                        )
+                    };
+                    source.error_at(r.span(), services_key, message)
+                })?;
+            tables.push(index as u32);
+        }
+        Ok(tables)
+    }
+}
+
+/// A configured profile's index by name, with a located error.
+fn profile_index_in(
+    names: &[String],
+    source: &crate::config::SourceText,
+    r: &toml::Spanned<String>,
+    key: &str,
+) -> Result<u32, CompileError> {
+    names
+        .iter()
+        .position(|p| p == r.get_ref())
+        .map(|i| i as u32)
+        .ok_or_else(|| {
+            source.error_at(
+                r.span(),
+                key,
+                format!(
+                    "unknown profile {:?} (known: {})",
+                    r.get_ref(),
+                    names.join(", ")
+                ),
+            )
+        })
+}
+
+/// A profile's probes: every allowed table, then every blocked one.
+fn probes_for(categories: &[Category], allow: &[u32], block: &[u32]) -> Vec<Probe> {
+    let mut probes = Vec::with_capacity(allow.len() + block.len());
+    for (tables, role) in [(allow, Role::Allow), (block, Role::Block)] {
+        for &category in tables {
+            if probes
+                .iter()
+                .any(|p: &Probe| p.category == category && p.role == role)
+            {
+                continue;
+            }
+            probes.push(Probe {
+                category,
+                role,
+                has_allow_rules: categories[category as usize]
+                    .compiled
+                    .table
+                    .has_allow_rules(),
+            });
+        }
+    }
+    probes
+}
+
+/// The profile a variant key stands for: its configured profile with the place's and the open
+/// rules' additions, the school's exceptions first, and what made it differ (for `explain`).
+fn compose(
     profiles: &[Profile],
-    schools: &[School],
-) -> Result<Devices, CompileError> {
-    let loaded = crate::devices::file::read(path)?;
+    categories: &[Category],
+    time: &TimeRules,
+    key: &VariantKey,
+) -> Profile {
+    let mut profile = profiles[key.profile as usize].clone();
+    let mut because = Because {
+        switched: match (key.exam, key.switch) {
+            (Some(e), _) => {
+                let entry = &time.calendar[e as usize];
+                Some(format!("exam \"{}\" ({})", entry.name, entry.origin))
+            }
+            (None, Some(r)) => {
+                let rule = &time.rules[r as usize];
+                let schedule = &time.schedules[rule.schedule as usize];
+                Some(format!("schedule \"{}\" ({})", schedule.name, rule.origin))
+            }
+            (None, None) => None,
+        },
+        added: Vec::new(),
+    };
+    profile.block.extend(key.block.iter().copied());
+    profile.allow.extend(key.allow.iter().copied());
+    for &r in &key.rules {
+        let rule = &time.rules[r as usize];
+        let schedule = &time.schedules[rule.schedule as usize];
+        let cause = format!("schedule \"{}\" ({})", schedule.name, rule.origin);
+        for &table in &rule.block {
+            profile.block.push(table);
+            because.added.push((table, cause.clone()));
+        }
+        for &table in &rule.allow {
+            profile.allow.push(table);
+            because.added.push((table, cause.clone()));
+        }
+    }
+    profile.block.dedup();
+    profile.allow.dedup();
+    profile.probes = probes_for(categories, &profile.allow, &profile.block);
+    if let Some(category) = key.exceptions {
+        profile.exceptions.insert(
+            0,
+            ExceptionProbe {
+                category,
+                district: false,
+            },
+        );
+    }
+    if because.switched.is_some() || !because.added.is_empty() {
+        profile.because = Some(Box::new(because));
+    }
+    profile
+}
+
+/// A `when` rule, its references resolved.
+fn compile_rule(
+    source: &crate::config::SourceText,
+    key: &str,
+    when: &crate::config::WhenConfig,
+    tables: &Tables<'_>,
+    profiles: &[String],
+    schedules: &[String],
+) -> Result<TimeRule, CompileError> {
+    let schedule = schedules
+        .iter()
+        .position(|s| s == when.schedule.get_ref())
+        .ok_or_else(|| {
+            source.error_at(
+                when.schedule.span(),
+                &format!("{key}.schedule"),
+                format!(
+                    "unknown schedule {:?} (known: {})",
+                    when.schedule.get_ref(),
+                    schedules.join(", ")
+                ),
+            )
+        })? as u32;
+    let switch = match &when.profile {
+        Some(p) => Some(profile_index_in(
+            profiles,
+            source,
+            p,
+            &format!("{key}.profile"),
+        )?),
+        None => None,
+    };
+    let block = tables.resolve(
+        source,
+        &format!("{key}.block"),
+        &when.block,
+        &format!("{key}.block_services"),
+        &when.block_services,
+    )?;
+    let allow = tables.resolve(
+        source,
+        &format!("{key}.allow"),
+        &when.allow,
+        &format!("{key}.allow_services"),
+        &when.allow_services,
+    )?;
+    if switch.is_none() && block.is_empty() && allow.is_empty() {
+        return Err(source.error_at(
+            when.schedule.span(),
+            key,
+            "this rule does nothing: give it a profile, or categories or services to block or allow",
+        ));
+    }
+    let line = source.locate(when.schedule.span().start).0;
+    Ok(TimeRule {
+        schedule,
+        switch,
+        block,
+        allow,
+        origin: format!("{}:{line} {key}", source.file.display()),
+    })
+}
+
+/// `[schedules.NAME]`: days and `HH:MM-HH:MM` windows, checked: a misspelt day, a malformed
+/// or empty window, or two windows of one schedule that overlap are errors at their line.
+fn compile_schedules(loaded: &LoadedConfig) -> Result<Vec<Schedule>, CompileError> {
     let source = &loaded.source;
-    let mut devices = Devices::default();
-    for (i, entry) in loaded.file.devices.iter().enumerate() {
-        let profile = profiles
-            .iter()
-            .position(|p| &p.name == entry.profile.get_ref())
-            .ok_or_else(|| {
-                let known: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+    let mut schedules = Vec::new();
+    for (name, schedule) in &loaded.config.schedules {
+        let key = |field: &str| format!("schedules.{name}.{field}");
+        let mut days = 0u8;
+        for day in &schedule.days {
+            let lower = day.get_ref().to_ascii_lowercase();
+            let index = super::time::DAYS
+                .iter()
+                .position(|d| lower == *d || (lower.len() > 3 && lower.starts_with(d)))
+                .ok_or_else(|| {
+                    source.error_at(
+                        day.span(),
+                        &key("days"),
+                        format!(
+                            "{:?} is not a day (mon, tue, wed, thu, fri, sat, sun)",
+                            day.get_ref()
+                        ),
+                    )
+                })?;
+            days |= 1 << index;
+        }
+        if days == 0 {
+            return Err(source.error(&key("days"), "no days: this schedule would never open"));
+        }
+        let mut windows: Vec<(u16, u16)> = Vec::new();
+        let mut spans = Vec::new();
+        for window in &schedule.times {
+            let parsed = parse_window(window.get_ref()).ok_or_else(|| {
                 source.error_at(
-                    entry.profile.span(),
-                    &format!("devices[{i}].profile"),
+                    window.span(),
+                    &key("times"),
                     format!(
-                        "unknown profile {:?} (known: {})",
-                        entry.profile.get_ref(),
-                        known.join(", ")
+                        "{:?} is not a window like \"07:00-11:30\"",
+                        window.get_ref()
                     ),
                 )
             })?;
-        let school = match &entry.school {
-            Some(id) => Some(
-                schools
-                    .iter()
-                    .position(|s| &s.id == id.get_ref())
-                    .ok_or_else(|| {
-                        source.error_at(
-                            id.span(),
-                            &format!("devices[{i}].school"),
-                            format!("unknown school {:?}", id.get_ref()),
-                        )
-                    })? as u32,
-            ),
-            None => None,
+            windows.push(parsed);
+            spans.push(window);
+        }
+        if windows.is_empty() {
+            return Err(source.error(&key("times"), "no times: this schedule would never open"));
+        }
+        // Minutes of a week each window covers, to find overlaps (a window past midnight
+        // continues into the next day).
+        let covered = |&(start, end): &(u16, u16)| -> Vec<(u16, u16)> {
+            if start < end {
+                vec![(start, end)]
+            } else {
+                vec![(start, 1440), (0, end)]
+            }
         };
-        devices.push(Device {
-            id: entry.id.get_ref().clone(),
-            name: entry.name.clone(),
-            profile: profile as u32,
-            school,
-            share_with_school: entry.share_with_school,
-            revoked: entry.revoked,
-            token: entry.token.get_ref().clone(),
+        for (i, a) in windows.iter().enumerate() {
+            for (j, b) in windows.iter().enumerate().take(i) {
+                let overlap = covered(a)
+                    .iter()
+                    .any(|x| covered(b).iter().any(|y| x.0 < y.1 && y.0 < x.1));
+                if overlap {
+                    return Err(source.error_at(
+                        spans[i].span(),
+                        &key("times"),
+                        format!(
+                            "{:?} overlaps {:?}; merge them into one window",
+                            spans[i].get_ref(),
+                            spans[j].get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        let table_line = source
+            .text
+            .find(&format!("[schedules.{name}]"))
+            .map_or(0, |at| source.locate(at).0);
+        schedules.push(Schedule {
+            name: name.clone(),
+            days,
+            windows,
+            origin: format!("{}:{table_line}", source.file.display()),
         });
     }
-    Ok(devices)
+    Ok(schedules)
+}
+
+/// `HH:MM-HH:MM` as minutes; `24:00` ends the day; equal ends are refused.
+fn parse_window(text: &str) -> Option<(u16, u16)> {
+    let (start, end) = text.split_once('-')?;
+    let minutes = |t: &str| -> Option<u16> {
+        let (h, m) = t.trim().split_once(':')?;
+        if h.is_empty() || h.len() > 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+        match (h, m) {
+            (24, 0) => Some(1440),
+            (0..=23, 0..=59) => Some(h * 60 + m),
+            _ => None,
+        }
+    };
+    let (start, end) = (minutes(start)?, minutes(end)?);
+    if start == end || start == 1440 {
+        return None;
+    }
+    Some((start, end))
 }
 
 fn parse_answer(answer: &str) -> Option<BlockAnswer> {

@@ -78,6 +78,8 @@ pub enum RuleSource {
     UnknownNetwork,
     /// An encrypted query carried no live device token.
     UnknownDevice,
+    /// The profile blocks every name its allowed tables do not list (`block_unlisted`).
+    Unlisted,
 }
 
 /// The rule that decided (or was overridden).
@@ -100,8 +102,11 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Index of the client's school, if its network is known.
     pub school: Option<u32>,
-    /// Index of the profile applied.
+    /// Index of the profile applied (a configured profile, or a variant of one that a place
+    /// or a rule in time made).
     pub profile: Option<u32>,
+    /// The place (network, subnet, device, defaults) whose rules applied.
+    pub slot: Option<u32>,
     /// Index of the home device whose token identified the client.
     pub device: Option<u32>,
     /// The rule that decided; `None` for a plain allow (nothing matched).
@@ -145,8 +150,15 @@ pub struct Explanation {
     pub device: Option<String>,
     /// Profile name.
     pub profile: Option<String>,
-    /// Category of the deciding rule.
+    /// Category of the deciding rule (`services` for a service's).
     pub category: Option<String>,
+    /// The service whose list decided (`tiktok`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The schedule or calendar entry that decided: the rule in time that added the deciding
+    /// table, or the exam or rule that switched the profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
     /// The deciding rule.
     pub rule: Option<RuleInfo>,
     /// A block rule that an allow rule overrode.
@@ -155,4 +167,7 @@ pub struct Explanation {
     pub answer: Option<String>,
     /// The rewrite target.
     pub rewrite: Option<&'static str>,
+    /// The moment decided for (`explain --at`), local time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
 }

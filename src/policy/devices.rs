@@ -14,8 +14,10 @@ pub struct Device {
     pub id: String,
     /// Display name.
     pub name: String,
-    /// Profile index.
+    /// Configured profile index.
     pub profile: u32,
+    /// Its place in the time rules (profile, services, rules, time zone).
+    pub slot: u32,
     /// School index, if the device belongs to one.
     pub school: Option<u32>,
     /// Whether the school may see this device's hits.

@@ -24,7 +24,9 @@ pub mod matcher;
 pub mod networks;
 pub mod profiles;
 pub mod safesearch;
+pub mod time;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +42,7 @@ use devices::Devices;
 use matcher::{DomainTable, name_hash};
 use networks::{NetworkTarget, Networks};
 use profiles::{Profile, Role};
+use time::{Active, TimeRules, VariantKey};
 
 /// One list file as read into a category.
 #[derive(Debug)]
@@ -74,6 +77,8 @@ pub struct Category {
     pub url_rules: u64,
     /// A school's allow exception never unblocks its names.
     pub locked: bool,
+    /// The catalogue id when this is a service's table (named `service:<id>`).
+    pub service: Option<String>,
     /// Its names.
     pub compiled: Arc<CompiledCategory>,
 }
@@ -104,6 +109,12 @@ impl Category {
     }
 }
 
+/// The category of a `block_unlisted` profile's blocks (names no allowed table lists).
+pub const UNLISTED_CATEGORY: &str = "unlisted";
+
+/// Prefix of a service table's name: `service:tiktok`.
+pub const SERVICE_PREFIX: &str = "service:";
+
 /// A school in compiled form.
 #[derive(Debug, Clone)]
 pub struct School {
@@ -111,8 +122,10 @@ pub struct School {
     pub id: String,
     /// Display name.
     pub name: String,
-    /// Default profile index.
+    /// Default (configured) profile index.
     pub profile: u32,
+    /// Its networks' place in the time rules.
+    pub slot: u32,
     /// Its networks and subnets (for display), with the profile index of each.
     pub networks: Vec<(ipnet::IpNet, u32)>,
 }
@@ -130,11 +143,20 @@ pub struct Policy {
     configured_profiles: usize,
     schools: Vec<School>,
     networks: Networks,
-    default_profile: Option<u32>,
+    /// The place of unknown networks (`[defaults] profile`); `None`: refused.
+    default_slot: Option<u32>,
     /// Home devices by token.
     devices: Devices,
-    /// Profile for encrypted queries without a live token; `None`: refused.
-    device_default_profile: Option<u32>,
+    /// The place of encrypted queries without a live token; `None`: refused.
+    device_default_slot: Option<u32>,
+    /// Schedules, rules in time, the calendar and the places they apply to.
+    time: TimeRules,
+    /// The profile (index) compiled for each state a place can be in.
+    variants: HashMap<VariantKey, u32>,
+    /// Per place, the variant in force now; the schedule timer keeps it current.
+    active: Active,
+    /// The services catalogue.
+    services: crate::services::Catalog,
     filter: NameFilter,
     /// Identifies this policy's rules: a hash over the config text and every file's stamp.
     version: u64,
@@ -147,15 +169,16 @@ impl Policy {
     /// judged by that profile. Unknown networks are refused unless a default profile is set.
     #[inline]
     pub fn decide(&self, client: IpAddr, name: &QueryName) -> Decision {
-        let (school, profile) = match self.networks.lookup(client) {
-            Some(NetworkTarget { school, profile }) => (Some(school), profile),
-            None => match self.default_profile {
-                Some(profile) => (None, profile),
+        let (school, slot) = match self.networks.lookup(client) {
+            Some(NetworkTarget { school, slot }) => (Some(school), slot),
+            None => match self.default_slot {
+                Some(slot) => (None, slot),
                 None => {
                     return Decision {
                         verdict: Verdict::Refuse,
                         school: None,
                         profile: None,
+                        slot: None,
                         device: None,
                         rule: Some(Rule {
                             source: RuleSource::UnknownNetwork,
@@ -168,8 +191,9 @@ impl Policy {
                 }
             },
         };
-        let mut decision = self.decide_for_profile(profile, name);
+        let mut decision = self.decide_for_profile(self.active.variant(slot), name);
         decision.school = school;
+        decision.slot = Some(slot);
         decision
     }
 
@@ -182,17 +206,23 @@ impl Policy {
         match token.and_then(|t| self.devices.by_token(t)) {
             Some(index) => {
                 let device = &self.devices.all()[index as usize];
-                let mut decision = self.decide_for_profile(device.profile, name);
+                let mut decision = self.decide_for_profile(self.active.variant(device.slot), name);
                 decision.device = Some(index);
+                decision.slot = Some(device.slot);
                 decision.school = device.school.filter(|_| device.share_with_school);
                 decision
             }
-            None => match self.device_default_profile {
-                Some(profile) => self.decide_for_profile(profile, name),
+            None => match self.device_default_slot {
+                Some(slot) => {
+                    let mut decision = self.decide_for_profile(self.active.variant(slot), name);
+                    decision.slot = Some(slot);
+                    decision
+                }
                 None => Decision {
                     verdict: Verdict::Refuse,
                     school: None,
                     profile: None,
+                    slot: None,
                     device: None,
                     rule: Some(Rule {
                         source: RuleSource::UnknownDevice,
@@ -401,6 +431,14 @@ impl Policy {
             }
         } else if let Some(block) = block {
             (Verdict::Block(profile.answer), Some(block), None)
+        } else if profile.block_unlisted {
+            let rule = Rule {
+                source: RuleSource::Unlisted,
+                offset: 0,
+                scope: crate::lists::Scope::Exact,
+                allows: false,
+            };
+            (Verdict::Block(profile.answer), Some(rule), None)
         } else if profile.bypass_protection
             && safesearch::BYPASS_NAMES
                 .iter()
@@ -422,6 +460,7 @@ impl Policy {
             verdict,
             school: None,
             profile: Some(profile_index),
+            slot: None,
             device: None,
             rule,
             overridden,
@@ -446,6 +485,13 @@ impl Policy {
                 .profile
                 .map(|p| self.profiles[p as usize].name.clone()),
             category: rule.as_ref().map(|r| r.category.clone()),
+            service: decision
+                .rule
+                .and_then(|r| self.rule_service(&r))
+                .map(str::to_string),
+            when: decision
+                .profile
+                .and_then(|p| self.when_of(p, decision.rule.as_ref())),
             rule,
             overridden: decision.overridden.and_then(|r| self.rule_info(name, &r)),
             answer: match decision.verdict {
@@ -456,7 +502,37 @@ impl Policy {
                 Verdict::Rewrite(target) => Some(target),
                 _ => None,
             },
+            at: None,
         }
+    }
+
+    /// The service whose table a rule is in.
+    pub fn rule_service(&self, rule: &Rule) -> Option<&str> {
+        match rule.source {
+            RuleSource::List { category, .. } => {
+                self.categories[category as usize].service.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    /// The schedule or calendar entry that decided, for a decision under variant `profile`:
+    /// the rule that added the deciding table, else what switched the profile.
+    fn when_of(&self, profile: u32, rule: Option<&Rule>) -> Option<String> {
+        let because = self.profiles.get(profile as usize)?.because.as_ref()?;
+        let table = rule.and_then(|r| match r.source {
+            RuleSource::List { category, .. } => Some(category),
+            _ => None,
+        });
+        table
+            .and_then(|t| {
+                because
+                    .added
+                    .iter()
+                    .find(|(added, _)| *added == t)
+                    .map(|(_, cause)| cause.clone())
+            })
+            .or_else(|| because.switched.clone())
     }
 
     fn rule_info(&self, name: &QueryName, rule: &Rule) -> Option<RuleInfo> {
@@ -471,7 +547,10 @@ impl Policy {
                 let category = &self.categories[category as usize];
                 Some(RuleInfo {
                     kind,
-                    category: category.name.clone(),
+                    category: match &category.service {
+                        Some(_) => crate::services::SERVICES_CATEGORY.to_string(),
+                        None => category.name.clone(),
+                    },
                     list: category
                         .compiled
                         .files
@@ -495,6 +574,13 @@ impl Policy {
                 line: None,
                 entry,
             }),
+            RuleSource::Unlisted => Some(RuleInfo {
+                kind,
+                category: UNLISTED_CATEGORY.into(),
+                list: None,
+                line: None,
+                entry,
+            }),
             RuleSource::UnknownNetwork | RuleSource::UnknownDevice => None,
         }
     }
@@ -508,7 +594,112 @@ impl Policy {
             RuleSource::SafeSearch => "safe-search",
             RuleSource::UnknownNetwork => "unknown-network",
             RuleSource::UnknownDevice => "unknown-device",
+            RuleSource::Unlisted => UNLISTED_CATEGORY,
         }
+    }
+
+    /// Decides as [`Policy::decide`] would at `at_ms` (for `explain --at` and the console):
+    /// the place's variant at that moment, not the one in force now.
+    pub fn decide_at(&self, client: IpAddr, name: &QueryName, at_ms: i64) -> Decision {
+        let now = self.decide(client, name);
+        let Some(slot) = now.slot else {
+            return now;
+        };
+        let mut decision = self.decide_for_profile(self.variant_at(slot, at_ms), name);
+        decision.school = now.school;
+        decision.slot = now.slot;
+        decision
+    }
+
+    /// Decides for a device as [`Policy::decide_device`] would at `at_ms`.
+    pub fn decide_device_at(&self, token: Option<&str>, name: &QueryName, at_ms: i64) -> Decision {
+        let now = self.decide_device(token, name);
+        let Some(slot) = now.slot else {
+            return now;
+        };
+        let mut decision = self.decide_for_profile(self.variant_at(slot, at_ms), name);
+        decision.school = now.school;
+        decision.device = now.device;
+        decision.slot = now.slot;
+        decision
+    }
+
+    /// The variant a place has at `at_ms`.
+    pub fn variant_at(&self, slot: u32, at_ms: i64) -> u32 {
+        let key = self.time.key_at_instant(slot, at_ms);
+        self.variants
+            .get(&key)
+            .copied()
+            .unwrap_or(self.time.slots[slot as usize].base)
+    }
+
+    /// Brings every place's rules up to `now_ms` (the schedule timer calls this at each edge
+    /// and when a new policy is swapped in); returns the next edge (`i64::MAX`: none).
+    pub fn refresh_time(&self, now_ms: i64) -> i64 {
+        if self.time.is_static() {
+            return i64::MAX;
+        }
+        time::refresh(&self.time, &self.variants, &self.active, now_ms)
+    }
+
+    /// How long an answer decided as `decision` for `name` may be cached by the device, in
+    /// seconds, when the place's next edge comes before `ttl` runs out and changes this
+    /// name's verdict: the answer then expires at the edge. `None`: keep the TTL. The second
+    /// decision is only made for answers whose TTL reaches past an edge.
+    #[inline]
+    pub fn ttl_limit(
+        &self,
+        decision: &Decision,
+        name: &QueryName,
+        now_ms: i64,
+        ttl: u32,
+    ) -> Option<u32> {
+        let slot = decision.slot?;
+        let (edge, next) = self.active.next(slot);
+        if edge == i64::MAX || edge.saturating_sub(now_ms) >= i64::from(ttl) * 1000 {
+            return None;
+        }
+        self.ttl_limit_near_edge(decision, name, now_ms, edge, next)
+    }
+
+    #[cold]
+    fn ttl_limit_near_edge(
+        &self,
+        decision: &Decision,
+        name: &QueryName,
+        now_ms: i64,
+        edge: i64,
+        next: u32,
+    ) -> Option<u32> {
+        if Some(next) == decision.profile {
+            return None;
+        }
+        let after = self.decide_for_profile(next, name);
+        if after.verdict == decision.verdict {
+            return None;
+        }
+        Some((edge.saturating_sub(now_ms).max(0) / 1000) as u32)
+    }
+
+    /// Schedules, rules in time, the calendar and the places they apply to.
+    pub fn time_rules(&self) -> &TimeRules {
+        &self.time
+    }
+
+    /// A place's week from the local midnight of `monday`, in stretches of equal rules.
+    pub fn week(&self, slot: u32, monday: jiff::civil::Date) -> Vec<time::Stretch> {
+        time::week(&self.time, &self.variants, slot, monday)
+    }
+
+    /// The services catalogue.
+    pub fn services(&self) -> &crate::services::Catalog {
+        &self.services
+    }
+
+    /// A table's name for people: `service:tiktok` → `tiktok`, categories as named.
+    pub fn table_name(&self, table: u32) -> &str {
+        let category = &self.categories[table as usize];
+        category.service.as_deref().unwrap_or(&category.name)
     }
 
     /// Categories in config order (by name).
@@ -534,7 +725,8 @@ impl Policy {
 
     /// The default profile for unknown networks.
     pub fn default_profile(&self) -> Option<&Profile> {
-        self.default_profile.map(|p| &self.profiles[p as usize])
+        self.default_slot
+            .map(|slot| &self.profiles[self.time.slots[slot as usize].base as usize])
     }
 
     /// Index of a profile by name.

@@ -1,4 +1,4 @@
-//! Client address → (school, profile), longest prefix wins, over IPv4 and IPv6.
+//! Client address → (school, place), longest prefix wins, over IPv4 and IPv6.
 //!
 //! One hash map per prefix length in use, probed from the longest length down. Districts use a
 //! handful of lengths (/16, /24, /48, /56), so a lookup is two or three hash probes whatever the
@@ -14,8 +14,8 @@ use rustc_hash::FxHashMap;
 pub struct NetworkTarget {
     /// Index of the school.
     pub school: u32,
-    /// Index of the profile.
-    pub profile: u32,
+    /// Index of the place (profile and rules) in the policy's time rules.
+    pub slot: u32,
 }
 
 /// The compiled network table.
@@ -121,8 +121,8 @@ fn insert_len<K: std::hash::Hash + Eq>(
 mod tests {
     use super::*;
 
-    fn t(school: u32, profile: u32) -> NetworkTarget {
-        NetworkTarget { school, profile }
+    fn t(school: u32, slot: u32) -> NetworkTarget {
+        NetworkTarget { school, slot }
     }
 
     #[test]

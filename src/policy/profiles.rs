@@ -1,4 +1,5 @@
-//! An age profile in compiled form: which category tables to probe, in which role.
+//! An age profile in compiled form: which category tables to probe, in which role; and the
+//! variants of a profile that places and rules in time make (see `time`).
 
 use crate::config::SafeSearchLevel;
 
@@ -51,9 +52,25 @@ pub struct Profile {
     pub answer: BlockAnswer,
     /// Whether bypass names are answered NXDOMAIN.
     pub bypass_protection: bool,
+    /// Whether names no allowed table lists are blocked.
+    pub block_unlisted: bool,
     /// Every allowed, then every blocked category.
     pub probes: Vec<Probe>,
-    /// Exceptions consulted before the lists: the school's (in a school's copy of the
+    /// Exceptions consulted before the lists: the school's (in a school's variant of the
     /// profile), then the district's. Empty for most profiles, and then free.
     pub exceptions: Vec<ExceptionProbe>,
+    /// The configured profile this one is (or is a variant of).
+    pub configured: u32,
+    /// Why a variant differs from its configured profile; `None` for configured profiles.
+    pub because: Option<Box<Because>>,
+}
+
+/// What made a variant: the exam or rule that switched the profile, and the tables open rules
+/// added (for `explain`: which schedule or calendar entry decided).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Because {
+    /// `exam "…" (file:line)` or `schedule "…" (file:line key)`.
+    pub switched: Option<String>,
+    /// Tables added by open rules, with the rule.
+    pub added: Vec<(u32, String)>,
 }

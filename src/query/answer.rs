@@ -40,6 +40,7 @@ const ANY_TTL: u32 = 3600;
 
 const TYPE_A: u16 = 1;
 const TYPE_HINFO: u16 = 13;
+const TYPE_SOA: u16 = 6;
 const TYPE_AAAA: u16 = 28;
 
 /// EDE text of a block: what `dig` shows a teacher asking why.
@@ -170,8 +171,10 @@ impl<'a> Frame<'a> {
     }
 
     /// A block per the profile's `answer` for a question of type `qtype`, with EDE 15 naming
-    /// the category.
-    pub fn blocked(&self, qtype: u16, answer: BlockAnswer, category: &str) -> Vec<u8> {
+    /// the category, cacheable for `ttl` seconds ([`BLOCK_TTL`], or less before a schedule's
+    /// edge): the address record carries it, and an answer without one (NXDOMAIN, NODATA)
+    /// carries an SOA with it, since a device caches a negative answer for the SOA's TTL.
+    pub fn blocked(&self, qtype: u16, answer: BlockAnswer, category: &str, ttl: u32) -> Vec<u8> {
         let record: Option<(u16, Vec<u8>)> = match (answer, qtype) {
             (BlockAnswer::Nxdomain, _) => None,
             (BlockAnswer::Null, TYPE_A) => Some((TYPE_A, vec![0; 4])),
@@ -188,9 +191,15 @@ impl<'a> Frame<'a> {
         } else {
             0
         };
-        let mut out = self.start(rcode, u16::from(record.is_some()), 0, false);
-        if let Some((rtype, data)) = record {
-            push_record(&mut out, rtype, BLOCK_TTL, &data);
+        let mut out = self.start(
+            rcode,
+            u16::from(record.is_some()),
+            u16::from(record.is_none()),
+            false,
+        );
+        match record {
+            Some((rtype, data)) => push_record(&mut out, rtype, ttl, &data),
+            None => push_record(&mut out, TYPE_SOA, ttl, &negative_soa(ttl)),
         }
         self.finish(out, Some((EDE_BLOCKED, &blocked_text(category))))
     }
@@ -204,8 +213,9 @@ impl<'a> Frame<'a> {
     }
 
     /// An upstream answer (fresh, cached or stale): the sections copied after the client's
-    /// question with every TTL counted down by `age` seconds, or set to [`STALE_TTL`].
-    pub fn sections(&self, sections: &Sections, age: u32, stale: bool) -> Vec<u8> {
+    /// question with every TTL counted down by `age` seconds, or set to [`STALE_TTL`], and
+    /// none above `cap` (the seconds left before a schedule's edge changes the answer).
+    pub fn sections(&self, sections: &Sections, age: u32, stale: bool, cap: u32) -> Vec<u8> {
         let rcode = u16::from(sections.rcode);
         // Extended rcodes need the OPT record's high bits; upstream answers to our plain
         // queries never carry one, and one that does is not passed on half-written.
@@ -221,12 +231,25 @@ impl<'a> Frame<'a> {
                 STALE_TTL
             } else {
                 ttl.saturating_sub(age)
-            };
+            }
+            .min(cap);
             out[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
         }
         let ede = sections.ede.as_ref().map(|(code, text)| (*code, &**text));
         self.finish(out, ede)
     }
+}
+
+/// The SOA data of a synthesised negative answer: root MNAME and RNAME, and a MINIMUM of
+/// `ttl`, so the negative answer is cached no longer than `ttl` (RFC 2308 §5).
+fn negative_soa(ttl: u32) -> [u8; 22] {
+    let mut data = [0u8; 22];
+    // MNAME ".", RNAME ".", then SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM.
+    let fields = [1u32, 1800, 900, 604_800, ttl];
+    for (i, field) in fields.iter().enumerate() {
+        data[2 + i * 4..6 + i * 4].copy_from_slice(&field.to_be_bytes());
+    }
+    data
 }
 
 /// Appends one record owned by the question's name (a pointer to offset 12).
@@ -262,6 +285,11 @@ pub struct Sections {
 }
 
 impl Sections {
+    /// The longest TTL of its records (0 when it has none).
+    pub fn max_ttl(&self) -> u32 {
+        self.ttls.iter().map(|&(_, ttl)| ttl).max().unwrap_or(0)
+    }
+
     /// Encodes `answers` and `authority` as the answer to (`name`, `qtype`), no TTL above
     /// `max_ttl` (a cache entry's lifetime: RFC 2308 caps a negative answer's SOA at its
     /// MINIMUM), keeping the upstream's EDE from `ede`.
@@ -555,14 +583,14 @@ mod tests {
             None,
         )
         .unwrap();
-        let udp = frame.sections(&sections, 0, false);
+        let udp = frame.sections(&sections, 0, false, u32::MAX);
         assert_eq!(udp.len(), 12 + 17);
         assert_eq!(udp[2] & 0x02, 0x02, "TC set");
         let stream = Frame {
             stream: true,
             ..frame
         }
-        .sections(&sections, 0, false);
+        .sections(&sections, 0, false, u32::MAX);
         assert!(stream.len() > 600);
         assert_eq!(stream[2] & 0x02, 0);
     }

@@ -34,7 +34,7 @@ use crate::policy::decision::RuleSource;
 use crate::policy::{BlockAnswer, Decision, Policy, Verdict};
 use crate::resolve::cache::{CacheKey, Lookup};
 use crate::resolve::{Answer, AnswerSource, Resolver};
-use answer::Sections;
+use answer::{BLOCK_TTL, Sections};
 use refusals::{NO_TOKEN_TEXT, RefusalLimit, UNKNOWN_TOKEN_TEXT};
 use request::{Parsed, Request};
 
@@ -378,7 +378,11 @@ impl Pipeline {
         cname: Option<QueryName>,
     ) -> Exit {
         let category = decision.rule.map_or("policy", |r| policy.rule_category(&r));
-        let bytes = request.frame.blocked(request.qtype, block, category);
+        let judged = cname.as_ref().unwrap_or(&request.name);
+        let ttl = policy
+            .ttl_limit(&decision, judged, crate::clock::coarse_ms(), BLOCK_TTL)
+            .unwrap_or(BLOCK_TTL);
+        let bytes = request.frame.blocked(request.qtype, block, category, ttl);
         Exit {
             bytes: Some(bytes),
             outcome: Outcome::Block,
@@ -407,7 +411,19 @@ impl Pipeline {
             }
         }
         let stale = answer.source == AnswerSource::Stale;
-        let bytes = request.frame.sections(&answer.sections, answer.age, stale);
+        let ttl = if stale {
+            answer::STALE_TTL
+        } else {
+            answer.sections.max_ttl().saturating_sub(answer.age)
+        };
+        // An answer that outlives the next edge of the asker's schedule, and that the edge
+        // changes, expires at the edge.
+        let cap = policy
+            .ttl_limit(decided, &request.name, crate::clock::coarse_ms(), ttl)
+            .unwrap_or(u32::MAX);
+        let bytes = request
+            .frame
+            .sections(&answer.sections, answer.age, stale, cap);
         Exit::new(Some(bytes), Outcome::Allow)
     }
 
@@ -430,11 +446,12 @@ impl Pipeline {
             });
         match rewritten {
             Some(sections) => Exit::new(
-                Some(
-                    request
-                        .frame
-                        .sections(&sections, 0, answer.source == AnswerSource::Stale),
-                ),
+                Some(request.frame.sections(
+                    &sections,
+                    0,
+                    answer.source == AnswerSource::Stale,
+                    u32::MAX,
+                )),
                 Outcome::Rewrite,
             ),
             None => Exit::new(
@@ -476,7 +493,12 @@ impl Pipeline {
                 .profile
                 .map_or("", |p| policy.profile(p).name.as_str());
             self.metrics.record_block(category, profile);
-            if self.hits.enabled() {
+            // A `block_unlisted` profile blocks every name it does not list: recording those
+            // would keep a browsing history, so they are only counted.
+            let listed = decision
+                .rule
+                .is_none_or(|r| r.source != RuleSource::Unlisted);
+            if listed && self.hits.enabled() {
                 self.hits.record(HitEvent {
                     at_ms: crate::hitlog::now_ms(),
                     client: origin.addr.ip(),

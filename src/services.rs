@@ -1,0 +1,153 @@
+//! The services catalogue: well-known services (TikTok, Roblox, Zoom, …) by id, with their
+//! names in English and Vietnamese, a one-line description for the console, a group, and the
+//! list file of the names their apps and sites use (`blocklists/services/`).
+//!
+//! `block_services` and `allow_services` in profiles, schools, subnets, devices and `when`
+//! rules name these ids; `policy::compile` turns each named service's file into a table the
+//! way it does a category's, and hit records carry the service's id beside the category.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{ConfigError, SourceText};
+
+/// The category that hit records and `explain` give to a service's rules; the service itself
+/// is named in their `service` field.
+pub const SERVICES_CATEGORY: &str = "services";
+
+/// The catalogue file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    services: Vec<ServiceEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceEntry {
+    id: Spanned<String>,
+    name: String,
+    #[serde(default)]
+    name_vi: Option<String>,
+    group: String,
+    description: String,
+    description_vi: String,
+    #[serde(default)]
+    learning: bool,
+    file: Spanned<String>,
+}
+
+/// One service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// What configs name it by (`tiktok`).
+    pub id: String,
+    /// Its name (`TikTok`).
+    pub name: String,
+    /// Its Vietnamese name, when it differs.
+    pub name_vi: Option<String>,
+    /// `social`, `video`, `messaging`, `games`, `ai` or `learning`.
+    pub group: String,
+    /// One line in English.
+    pub description: String,
+    /// One line in Vietnamese.
+    pub description_vi: String,
+    /// Lessons depend on it: no other service may share a name with it.
+    pub learning: bool,
+    /// Its names.
+    pub file: PathBuf,
+}
+
+impl Service {
+    /// The name in the reader's language.
+    pub fn display_name(&self, vietnamese: bool) -> &str {
+        match (&self.name_vi, vietnamese) {
+            (Some(vi), true) => vi,
+            _ => &self.name,
+        }
+    }
+}
+
+/// Every service of the catalogue, in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    /// The services.
+    pub services: Vec<Service>,
+    /// The catalogue file.
+    pub path: Option<PathBuf>,
+}
+
+impl Catalog {
+    /// A service by id.
+    pub fn get(&self, id: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.id == id)
+    }
+
+    /// The ids, for error messages.
+    pub fn ids(&self) -> Vec<&str> {
+        self.services.iter().map(|s| s.id.as_str()).collect()
+    }
+}
+
+/// Reads the catalogue at `path`; list files are relative to its folder. Mistakes (unknown
+/// keys, an id used twice, a missing list file) name the catalogue file, line and key.
+pub fn read(path: &Path) -> Result<Catalog, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        key: String::new(),
+        message: format!("cannot read the services catalogue: {e}"),
+    })?;
+    let source = SourceText::new(path, text);
+    let file: CatalogFile = toml::from_str(&source.text).map_err(|e| source.from_toml(&e))?;
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let mut services: Vec<Service> = Vec::with_capacity(file.services.len());
+    for (i, entry) in file.services.into_iter().enumerate() {
+        let key = |field: &str| format!("services[{i}].{field}");
+        let id = entry.id.get_ref();
+        let valid = !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid {
+            return Err(source.error_at(
+                entry.id.span(),
+                &key("id"),
+                format!("{id:?} is not an id (lowercase letters, digits and '-')"),
+            ));
+        }
+        if services.iter().any(|s| &s.id == id) {
+            return Err(source.error_at(
+                entry.id.span(),
+                &key("id"),
+                format!("service id {id:?} is used twice"),
+            ));
+        }
+        let list = folder.join(entry.file.get_ref());
+        if !list.is_file() {
+            return Err(source.error_at(
+                entry.file.span(),
+                &key("file"),
+                format!("cannot read list {}", list.display()),
+            ));
+        }
+        services.push(Service {
+            id: id.clone(),
+            name: entry.name,
+            name_vi: entry.name_vi,
+            group: entry.group,
+            description: entry.description,
+            description_vi: entry.description_vi,
+            learning: entry.learning,
+            file: list,
+        });
+    }
+    Ok(Catalog {
+        services,
+        path: Some(path.to_path_buf()),
+    })
+}
