@@ -1,6 +1,7 @@
 //! Decision latency (issue #2 §5): network lookup + name lookup for names of 3–4 labels, listed
 //! and unlisted, with about 5 million names loaded, beside a `HashSet<String>` holding the same
-//! names and walked the same way. Run: `cargo bench --bench decide`.
+//! names and walked the same way; and (issue 22) the same decision with 50 schedules and 20
+//! calendar entries in force beside none. Run: `cargo bench --bench decide`.
 
 use std::collections::HashSet;
 use std::hint::black_box;
@@ -167,5 +168,162 @@ fn bench_networks(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_decide, bench_networks);
+/// Issue 22's figure: the same lists and 50 schools, once as before (no rules in time) and once
+/// with 50 schedules (one per school, open all day, each blocking a service through a `when`
+/// rule) and 20 calendar entries in force today (10 holidays switching some of them off, 10
+/// exam days switching 10 schools to an exam profile); decisions timed side by side.
+fn bench_time_rules(c: &mut Criterion) {
+    let lists = support::scale_lists();
+    let dir = tempfile::tempdir().unwrap();
+    let base = support::scale_categories_and_profile(&lists);
+    let services: Vec<&str> = vec![
+        "tiktok",
+        "youtube",
+        "facebook",
+        "instagram",
+        "messenger",
+        "zalo",
+        "telegram",
+        "discord",
+        "snapchat",
+        "x",
+        "reddit",
+        "twitch",
+        "netflix",
+        "roblox",
+        "minecraft",
+        "steam",
+        "epicgames",
+        "garena",
+        "pubg",
+        "genshin",
+        "chatgpt",
+    ];
+    let schools: String = (0..50)
+        .map(|i| {
+            format!(
+                "[[schools]]\nid = \"s{i}\"\nname = \"S{i}\"\nnetworks = [\"10.{i}.0.0/16\"]\nprofile = \"student\"\n"
+            )
+        })
+        .collect();
+    let plain = format!("{base}{schools}");
+    let today = jiff::Zoned::now().date();
+    let (from, to) = (today.yesterday().unwrap(), today.tomorrow().unwrap());
+    // The exam profile probes the same lists as the student one, and blocks what they miss.
+    let student = &base[base.find("[profiles.student]").unwrap()..];
+    let mut timed = format!(
+        "{base}{}",
+        student.replace(
+            "[profiles.student]",
+            "[profiles.exam]\nblock_unlisted = true"
+        )
+    );
+    timed.push_str(&format!(
+        "[services]\ncatalog = \"{}/blocklists/services/catalog.toml\"\n[calendar]\nfile = \"{}/calendar.toml\"\n",
+        env!("CARGO_MANIFEST_DIR"),
+        dir.path().display()
+    ));
+    for i in 0..50 {
+        timed.push_str(&format!(
+            "[schedules.t{i}]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\ntimes = [\"00:00-24:00\"]\n"
+        ));
+    }
+    for i in 0..50 {
+        timed.push_str(&format!(
+            "[[schools]]\nid = \"s{i}\"\nname = \"S{i}\"\nnetworks = [\"10.{i}.0.0/16\"]\nprofile = \"student\"\n[[schools.when]]\nschedule = \"t{i}\"\nblock_services = [\"{}\"]\n",
+            services[i % services.len()]
+        ));
+    }
+    let mut calendar = String::new();
+    for i in 0..10 {
+        calendar.push_str(&format!(
+            "[[holidays]]\nname = \"h{i}\"\nfrom = {from}\nto = {to}\nschools = [\"s{}\"]\nschedules = [\"t{}\"]\n",
+            40 + i,
+            40 + i
+        ));
+        calendar.push_str(&format!(
+            "[[exams]]\nname = \"e{i}\"\nfrom = {from}\nto = {to}\nschools = [\"s{}\"]\nprofile = \"exam\"\n",
+            30 + i
+        ));
+    }
+    std::fs::write(dir.path().join("calendar.toml"), calendar).unwrap();
+    let parse = |text: String| {
+        schooldns::config::LoadedConfig::parse(std::path::Path::new("bench.toml"), text).unwrap()
+    };
+    let mut compiler = Compiler::default();
+    let before = compiler.compile(&parse(plain)).expect("plain policy");
+    let with_time = compiler.compile(&parse(timed)).expect("timed policy");
+    assert!(!with_time.time_rules().is_static());
+    assert_eq!(with_time.time_rules().schedules.len(), 50);
+    assert_eq!(with_time.time_rules().calendar.len(), 20);
+
+    let names: Vec<QueryName> = support::listed_queries(5_000)
+        .into_iter()
+        .chain(support::unlisted_candidates(5_000))
+        .map(|n| QueryName::parse(&n).unwrap())
+        .collect();
+    // Clients of schools 0-29 (a schedule open), 30-39 (exam day) and 40-49 (holiday).
+    let clients: Vec<IpAddr> = (0..names.len())
+        .map(|i| {
+            format!("10.{}.{}.{}", i % 50, (i / 50) % 250, 1 + i % 200)
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let exam = QueryName::parse("unlisted-name.example").unwrap();
+    assert!(matches!(
+        with_time
+            .decide("10.35.0.1".parse().unwrap(), &exam)
+            .verdict,
+        Verdict::Block(_)
+    ));
+    assert_eq!(
+        before.decide("10.35.0.1".parse().unwrap(), &exam).verdict,
+        Verdict::Allow
+    );
+
+    // Per-call latency, the two policies interleaved round by round.
+    use std::time::Instant;
+    let mut samples = [Vec::new(), Vec::new()];
+    for _ in 0..10 {
+        for (slot, policy) in [&before, &with_time].into_iter().enumerate() {
+            for (q, &client) in names.iter().zip(&clients) {
+                let t = Instant::now();
+                black_box(policy.decide(black_box(client), black_box(q)));
+                samples[slot].push(t.elapsed().as_nanos() as u64);
+            }
+        }
+    }
+    let stats = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        let at = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
+        let mean = v.iter().sum::<u64>() as f64 / v.len() as f64;
+        (mean, at(0.5), at(0.99))
+    };
+    let (mean_a, p50_a, p99_a) = stats(&mut samples[0]);
+    let (mean_b, p50_b, p99_b) = stats(&mut samples[1]);
+    println!("rules in time, per call (mean / p50 / p99 ns, clock included):");
+    println!("  without                           {mean_a:>7.1} / {p50_a:>5} / {p99_a:>5}");
+    println!("  50 schedules + 20 calendar entries {mean_b:>7.1} / {p50_b:>5} / {p99_b:>5}");
+    println!("  ratio (mean) {:.3}", mean_b / mean_a);
+
+    let mut group = c.benchmark_group("time-rules");
+    group.measurement_time(Duration::from_secs(4));
+    group.warm_up_time(Duration::from_secs(1));
+    for (label, policy) in [
+        ("without", &before),
+        ("50-schedules-20-calendar", &with_time),
+    ] {
+        let mut i = 0usize;
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                i = (i + 1) % names.len();
+                black_box(policy.decide(black_box(clients[i]), &names[i]))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_decide, bench_networks, bench_time_rules);
 criterion_main!(benches);

@@ -251,14 +251,17 @@ impl Reloader {
         Ok(policy)
     }
 
-    /// The files a reload reads: the config file, every list file, the devices file and the
+    /// The files a reload reads: the config file, every list file, the devices, users,
+    /// exceptions and calendar files, the imported iCal files, the services catalogue and the
     /// TLS certificate and key.
     fn source_files(&self) -> Vec<PathBuf> {
         let mut files = vec![self.config_path.clone()];
         files.extend(self.config_files.iter().cloned());
-        for category in self.live.policy().categories() {
+        let policy = self.live.policy();
+        for category in policy.categories() {
             files.extend(category.compiled.files.iter().map(|f| f.path.clone()));
         }
+        files.extend(policy.calendar_files().iter().cloned());
         files
     }
 

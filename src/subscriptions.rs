@@ -115,9 +115,9 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .new_agent()
 }
 
-/// Every (category, URL) of a config.
+/// Every (category, URL) of a config, and the calendar's iCal URLs (as category `calendar`).
 pub fn urls(config: &Config) -> Vec<(String, String)> {
-    config
+    let mut urls: Vec<(String, String)> = config
         .categories
         .iter()
         .flat_map(|(name, c)| {
@@ -125,7 +125,13 @@ pub fn urls(config: &Config) -> Vec<(String, String)> {
                 .iter()
                 .map(move |u| (name.clone(), u.get_ref().clone()))
         })
-        .collect()
+        .collect();
+    urls.extend(
+        crate::calendar::import_urls(config)
+            .into_iter()
+            .map(|url| ("calendar".to_string(), url)),
+    );
+    urls
 }
 
 /// The refresher's last outcome per URL (ms since the epoch, outcome), for the console.

@@ -17,7 +17,8 @@ use crate::common::{District, free_port, repo_root};
 /// A family whose device sleeps by its own clock (New York), twelve hours from the district's.
 const NIGHT_OWL: &str = "nightowltoken2345abcdefghijklmno";
 
-/// School `a` (127.0.0.0/29) and school `b` (127.0.0.8/29), both lower-secondary: TikTok
+/// School `a` (127.0.0.0/29, its staff at 127.0.0.4) and school `b` (127.0.0.8/29), both
+/// lower-secondary: TikTok
 /// switched off in lessons; `a` sits an exam from 21 to 25 December (calendar file), `b` on
 /// the Wednesdays of an imported iCal calendar. 1 January is a holiday for everyone.
 fn config(udp: u16, dot: u16, upstream: SocketAddr, root: &str) -> String {
@@ -63,11 +64,13 @@ block_unlisted = true
 [profiles.sleep]
 allow = ["education"]
 block_unlisted = true
+[profiles.staff]
 [[schools]]
 id = "a"
 name = "A"
 networks = ["127.0.0.0/29"]
 profile = "lower-secondary"
+subnets = {{ "127.0.0.4/32" = "staff" }}
 [[schools]]
 id = "b"
 name = "B"
@@ -271,6 +274,8 @@ async fn an_exam_day_switches_only_that_schools_profile() {
     let s = Clocked::start(&pki, "2026-12-22T08:00:00+07:00").await;
     assert_eq!(s.dig("127.0.0.1", "example.org").await, "NXDOMAIN");
     assert_eq!(s.dig("127.0.0.1", "wiki.example").await, "NOERROR");
+    // The staff subnet keeps its own profile on the school's exam day.
+    assert_eq!(s.dig("127.0.0.4", "example.org").await, "NOERROR");
     assert_eq!(s.dig("127.0.0.9", "example.org").await, "NOERROR");
     assert_eq!(s.dig("127.0.0.9", "www.tiktok.com").await, "NXDOMAIN");
     // Exam blocks of names no list mentions are not kept in the hit log (a browsing

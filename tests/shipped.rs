@@ -80,3 +80,90 @@ fn the_demo_district_decides_as_documented() {
         assert_eq!(explain(&p, client, name).decision, want, "{client} {name}");
     }
 }
+
+/// The entries of a plain domain list (comments and blank lines left out).
+fn entries(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// Whether one entry covers the other (each covers its name and every name below it).
+fn overlap(a: &str, b: &str) -> bool {
+    a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}"))
+}
+
+#[test]
+fn every_service_parses_and_none_touches_learning() {
+    let policy = shipped_policy();
+    let catalog = policy.services();
+    for id in [
+        "tiktok",
+        "youtube",
+        "facebook",
+        "instagram",
+        "messenger",
+        "zalo",
+        "telegram",
+        "discord",
+        "snapchat",
+        "x",
+        "reddit",
+        "twitch",
+        "netflix",
+        "roblox",
+        "minecraft",
+        "steam",
+        "epicgames",
+        "garena",
+        "pubg",
+        "genshin",
+        "chatgpt",
+        "zoom",
+        "google-meet",
+        "teams",
+        "k12online",
+        "vnedu",
+        "olm",
+        "hocmai",
+    ] {
+        let service = catalog.get(id).unwrap_or_else(|| panic!("no service {id}"));
+        assert!(!service.description.is_empty() && !service.description_vi.is_empty());
+    }
+    for category in policy.categories().iter().filter(|c| c.service.is_some()) {
+        let report = category.report();
+        assert!(report.accepted > 0, "{}", category.name);
+        assert_eq!(
+            report.rejected, 0,
+            "{}: {:?}",
+            category.name, report.samples
+        );
+    }
+    let root = repo_root();
+    let mut learning: Vec<(String, String)> = entries(&root.join("blocklists/education.txt"))
+        .into_iter()
+        .map(|e| ("education".to_string(), e))
+        .collect();
+    for service in catalog.services.iter().filter(|s| s.learning) {
+        learning.extend(
+            entries(&service.file)
+                .into_iter()
+                .map(|e| (service.id.clone(), e)),
+        );
+    }
+    for service in catalog.services.iter().filter(|s| !s.learning) {
+        for entry in entries(&service.file) {
+            for (owner, name) in &learning {
+                assert!(
+                    !overlap(&entry, name),
+                    "{}'s {entry} overlaps {owner}'s {name}",
+                    service.id
+                );
+            }
+        }
+    }
+}

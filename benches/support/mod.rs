@@ -189,6 +189,15 @@ pub fn category_of(path: &Path) -> &'static str {
 /// A district-like config: the lists grouped into about a dozen categories (see
 /// [`category_of`]), all blocked for `10.0.0.0/8` except `education`, which is allowed.
 pub fn scale_config(lists: &[PathBuf]) -> LoadedConfig {
+    let text = format!(
+        "{}[[schools]]\nid = \"s\"\nname = \"S\"\nnetworks = [\"10.0.0.0/8\"]\nprofile = \"student\"\n",
+        scale_categories_and_profile(lists)
+    );
+    LoadedConfig::parse(Path::new("bench.toml"), text).expect("bench config")
+}
+
+/// The categories of [`scale_config`] and its `student` profile, without schools.
+pub fn scale_categories_and_profile(lists: &[PathBuf]) -> String {
     let mut by_category: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
     for list in lists {
         by_category
@@ -214,10 +223,10 @@ pub fn scale_config(lists: &[PathBuf]) -> LoadedConfig {
         ""
     };
     text.push_str(&format!(
-        "[profiles.student]\nblock = [{}]\nallow = [{allowed}]\n[[schools]]\nid = \"s\"\nname = \"S\"\nnetworks = [\"10.0.0.0/8\"]\nprofile = \"student\"\n",
+        "[profiles.student]\nblock = [{}]\nallow = [{allowed}]\n",
         blocked.join(", ")
     ));
-    LoadedConfig::parse(Path::new("bench.toml"), text).expect("bench config")
+    text
 }
 
 /// Resident set size of this process, in bytes.

@@ -431,10 +431,12 @@ impl Compiler {
                 &s.allow_services,
             )?;
             let rules = rules_of(&mut time, source, &prefix, &s.when)?;
+            // Exams switch the places that use the school's own profile; a subnet with a
+            // profile of its own (the staff's) keeps it.
             let place = |base: u32, block: Vec<u32>, allow: Vec<u32>| Slot {
                 base,
                 school: Some(school_index),
-                exams: true,
+                exams: base == profile,
                 zone,
                 block,
                 allow,
@@ -738,6 +740,7 @@ impl Compiler {
             variants,
             active,
             services: catalog,
+            calendar_files: calendar.imported,
             filter,
             version: hasher.finish(),
             check_name: config.tls.hostname.as_ref().map(|h| {

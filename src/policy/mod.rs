@@ -157,6 +157,8 @@ pub struct Policy {
     active: Active,
     /// The services catalogue.
     services: crate::services::Catalog,
+    /// The iCal files the calendar imported (a reload follows their changes).
+    calendar_files: Vec<PathBuf>,
     filter: NameFilter,
     /// Identifies this policy's rules: a hash over the config text and every file's stamp.
     version: u64,
@@ -694,6 +696,11 @@ impl Policy {
     /// The services catalogue.
     pub fn services(&self) -> &crate::services::Catalog {
         &self.services
+    }
+
+    /// The iCal files the calendar imported.
+    pub fn calendar_files(&self) -> &[PathBuf] {
+        &self.calendar_files
     }
 
     /// A table's name for people: `service:tiktok` → `tiktok`, categories as named.

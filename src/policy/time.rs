@@ -182,7 +182,8 @@ pub struct Slot {
     pub base: u32,
     /// School index, for the calendar (a device's school, for holidays only).
     pub school: Option<u32>,
-    /// Whether exams switch it (a school's networks; not devices).
+    /// Whether exams switch it (a school's networks and subnets with its own profile; not
+    /// devices, nor a staff subnet).
     pub exams: bool,
     /// Index into the zones.
     pub zone: u32,
