@@ -151,3 +151,143 @@ pub fn read(path: &Path) -> Result<Catalog, ConfigError> {
         path: Some(path.to_path_buf()),
     })
 }
+
+/// The console's service toggles file (`[console] service_toggles`): services switched off or
+/// kept working per profile and per school from the console, on top of the config's own
+/// `block_services` and `allow_services`. The console writes it; the policy compiles it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TogglesFile {
+    /// By profile name.
+    #[serde(default)]
+    pub profiles: std::collections::BTreeMap<String, Toggles>,
+    /// By school id.
+    #[serde(default)]
+    pub schools: std::collections::BTreeMap<String, Toggles>,
+}
+
+/// One profile's or school's toggles.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toggles {
+    /// Services switched off.
+    #[serde(default)]
+    pub block_services: Vec<Spanned<String>>,
+    /// Services kept working (allow wins).
+    #[serde(default)]
+    pub allow_services: Vec<Spanned<String>>,
+    /// Who changed them last, and when (RFC 3339), for admins.
+    #[serde(default)]
+    pub changed_by: Option<String>,
+    /// When.
+    #[serde(default)]
+    pub changed_at: Option<String>,
+}
+
+/// A toggles file with its text, for located errors.
+#[derive(Debug, Clone)]
+pub struct LoadedToggles {
+    /// The toggles.
+    pub file: TogglesFile,
+    /// Where they came from.
+    pub source: SourceText,
+}
+
+/// Reads the toggles file; a missing file has no toggles.
+pub fn read_toggles(path: &Path) -> Result<LoadedToggles, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read the service toggles file: {e}"),
+            });
+        }
+    };
+    let source = SourceText::new(path, text);
+    let file: TogglesFile = toml::from_str(&source.text).map_err(|e| source.from_toml(&e))?;
+    Ok(LoadedToggles { file, source })
+}
+
+/// Whose toggles: a profile's or a school's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A configured profile, by name.
+    Profile(String),
+    /// A school, by id.
+    School(String),
+}
+
+impl Target {
+    /// `profile:NAME` or `school:ID`.
+    pub fn parse(text: &str) -> Option<Target> {
+        match text.split_once(':')? {
+            ("profile", name) if !name.is_empty() => Some(Target::Profile(name.to_string())),
+            ("school", id) if !id.is_empty() => Some(Target::School(id.to_string())),
+            _ => None,
+        }
+    }
+
+    /// The spelling [`Target::parse`] reads.
+    pub fn as_string(&self) -> String {
+        match self {
+            Target::Profile(name) => format!("profile:{name}"),
+            Target::School(id) => format!("school:{id}"),
+        }
+    }
+
+    fn table(&self) -> (&'static str, &str) {
+        match self {
+            Target::Profile(name) => ("profiles", name),
+            Target::School(id) => ("schools", id),
+        }
+    }
+}
+
+const NEW_TOGGLES: &str = "# Services switched off (block_services) or kept working (allow_services) from the web\n\
+# console, per profile and per school, on top of schooldns.toml's own. Written by the console.\n";
+
+/// Sets a profile's or school's toggles (replacing the previous ones), keeping the file's
+/// comments; locked against a concurrent edit and replaced atomically.
+pub fn set_toggles(
+    path: &Path,
+    target: &Target,
+    block: &[String],
+    allow: &[String],
+    by: &str,
+) -> anyhow::Result<()> {
+    let _lock = crate::files::lock(path)?;
+    let mut doc = crate::files::read_document(path, NEW_TOGGLES, |text| {
+        toml::from_str::<TogglesFile>(text)
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    })?;
+    let (table, key) = target.table();
+    let outer = doc
+        .entry(table)
+        .or_insert_with(|| {
+            let mut t = toml_edit::Table::new();
+            t.set_implicit(true);
+            toml_edit::Item::Table(t)
+        })
+        .as_table_mut()
+        .ok_or_else(|| anyhow::anyhow!("{}: `{table}` is not a table", path.display()))?;
+    let list = |names: &[String]| {
+        let mut array = toml_edit::Array::new();
+        for name in names {
+            array.push(name.as_str());
+        }
+        toml_edit::value(array)
+    };
+    let mut entry = toml_edit::Table::new();
+    entry["block_services"] = list(block);
+    entry["allow_services"] = list(allow);
+    entry["changed_by"] = toml_edit::value(by);
+    entry["changed_at"] = toml_edit::value(crate::exceptions::timestamp(crate::clock::now_ms()));
+    outer.insert(key, toml_edit::Item::Table(entry));
+    crate::files::replace(path, &doc.to_string(), None)
+}

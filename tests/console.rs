@@ -773,3 +773,180 @@ async fn a_rise_of_malware_hits_is_highlighted() {
     );
     server.stop().await;
 }
+
+/// Services and the calendar from the console: the district switches TikTok off for a
+/// profile and puts one school on an exam day; `dig` sees both within seconds; the school's
+/// page says what is blocked right now; a school user may not change either; the audit log
+/// records both.
+#[tokio::test]
+async fn services_and_the_calendar_from_the_console() {
+    if !have("dig", "-v") {
+        return;
+    }
+    let extra = format!(
+        "{CONSOLE}service_toggles = \"@/toggles.toml\"\n\
+         [services]\ncatalog = \"{}/blocklists/services/catalog.toml\"\n\
+         [calendar]\nfile = \"@/calendar.toml\"\n\
+         [schedules.lessons]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"]\ntimes = [\"07:00-11:30\"]\n\
+         [profiles.exam]\nallow = [\"education\"]\nblock_unlisted = true\n",
+        crate::common::repo_root().display()
+    );
+    let pki = TestPki::new();
+    let server = TestServer::start_prepared(&encrypted_config(&extra), |district| {
+        pki.write(district.dir.path());
+        district.write("devices.toml", crate::devices::DEVICES);
+        let path = district.path("users.toml");
+        for (name, role, password) in [
+            ("boss", Role::District, DISTRICT_PASSWORD),
+            ("kd", Role::School("th-kim-dong".into()), KD_PASSWORD),
+        ] {
+            users::add(&path, name, &role, None).unwrap();
+            users::set_password(&path, name, password).unwrap();
+        }
+    })
+    .await;
+    let admin = server.admin.unwrap();
+    let origin = format!("http://{admin}");
+    let session = |user: &'static str, password: &'static str| {
+        let origin = origin.clone();
+        async move {
+            let (status, head) = post_form(
+                admin,
+                "/console/signin",
+                &[("Origin", &origin)],
+                &format!("user={user}&password={password}"),
+            )
+            .await;
+            assert!(status.contains("303"), "{user}: {status}");
+            head.lines()
+                .find_map(|l| l.strip_prefix("set-cookie: schooldns_session="))
+                .and_then(|v| v.split(';').next())
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (boss_id, kd_id) = (
+        session("boss", DISTRICT_PASSWORD).await,
+        session("kd", KD_PASSWORD).await,
+    );
+    let (boss, kd) = (
+        format!("schooldns_session={boss_id}"),
+        format!("schooldns_session={kd_id}"),
+    );
+    let (status, page) = get_as(admin, &boss_id, "/console/services?target=profile:primary").await;
+    assert!(status.contains("200"), "{status}");
+    assert!(page.contains("data-service=\"tiktok\"") && page.contains("service-form"));
+    let csrf = csrf_of(&page);
+    assert_eq!(
+        dig(server.udp, "127.0.0.1", "www.tiktok.com").await,
+        "NOERROR"
+    );
+
+    // The district switches TikTok off for the primary profile.
+    let (status, _) = post_form(
+        admin,
+        "/console/services",
+        &[("Cookie", &boss), ("Origin", &origin)],
+        &format!("csrf={csrf}&target=profile%3Aprimary&s%3Atiktok=block&s%3Azoom=allow"),
+    )
+    .await;
+    assert!(status.contains("303"), "{status}");
+    assert!(
+        dig_until(
+            server.udp,
+            "127.0.0.1",
+            "www.tiktok.com",
+            "NXDOMAIN",
+            Duration::from_secs(5)
+        )
+        .await
+            < Duration::from_secs(5)
+    );
+    let toggles = std::fs::read_to_string(server.district.path("toggles.toml")).unwrap();
+    assert!(
+        toggles.contains("[profiles.primary]") && toggles.contains("\"tiktok\""),
+        "{toggles}"
+    );
+    // A school user may not.
+    let (_, page) = get_as(admin, &kd_id, "/console/services").await;
+    let kd_csrf = csrf_of(&page);
+    assert!(!page.contains("service-form"));
+    let (status, _) = post_form(
+        admin,
+        "/console/services",
+        &[("Cookie", &kd), ("Origin", &origin)],
+        &format!("csrf={kd_csrf}&target=profile%3Aprimary&s%3Atiktok=allow"),
+    )
+    .await;
+    assert!(status.contains("403"), "{status}");
+
+    // An exam day today for school `loop` only.
+    let (_, page) = get_as(admin, &boss_id, "/console/time").await;
+    assert!(
+        page.contains("lessons") && page.contains("add-calendar"),
+        "{page}"
+    );
+    let today = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap())
+        .date();
+    let (status, _) = post_form(
+        admin,
+        "/console/time",
+        &[("Cookie", &boss), ("Origin", &origin)],
+        &format!(
+            "csrf={csrf}&kind=exam&name=Thi+th%E1%BB%AD&from={today}&to={today}&schools=loop&profile=exam"
+        ),
+    )
+    .await;
+    assert!(status.contains("303"), "{status}");
+    assert!(
+        dig_until(
+            server.udp,
+            "127.0.0.1",
+            "example.org",
+            "NXDOMAIN",
+            Duration::from_secs(5)
+        )
+        .await
+            < Duration::from_secs(5)
+    );
+    assert_eq!(dig(server.udp, "127.0.0.9", "example.org").await, "NOERROR");
+    let (_, page) = get_as(admin, &boss_id, "/console/schools/loop").await;
+    assert!(page.contains("id=\"right-now\""), "{page}");
+    assert!(page.contains("Thi thử"), "the exam is named as the reason");
+    // The school user sees its own page but may not remove the exam.
+    let (status, _) = post_form(
+        admin,
+        "/console/time/exams/0/remove",
+        &[("Cookie", &kd), ("Origin", &origin)],
+        &format!("csrf={kd_csrf}&name=Thi+th%E1%BB%AD"),
+    )
+    .await;
+    assert!(status.contains("403"), "{status}");
+    let (status, _) = post_form(
+        admin,
+        "/console/time/exams/0/remove",
+        &[("Cookie", &boss), ("Origin", &origin)],
+        &format!("csrf={csrf}&name=Thi+th%E1%BB%AD"),
+    )
+    .await;
+    assert!(status.contains("303"), "{status}");
+    assert!(
+        dig_until(
+            server.udp,
+            "127.0.0.1",
+            "example.org",
+            "NOERROR",
+            Duration::from_secs(5)
+        )
+        .await
+            < Duration::from_secs(5)
+    );
+    let (_, page) = get_as(admin, &boss_id, "/console/audit").await;
+    assert!(
+        page.contains("services")
+            && page.contains("calendar-add")
+            && page.contains("calendar-remove")
+    );
+    server.stop().await;
+}

@@ -122,6 +122,9 @@ pub struct Entry {
     pub days: Vec<(Date, Date)>,
     /// Where it was written: `config/calendar.toml:12`, or the imported file and event.
     pub origin: String,
+    /// Its table in the calendar file (`exams` or `holidays`, and its index there); `None`
+    /// for an imported event.
+    pub place: Option<(&'static str, usize)>,
 }
 
 impl Entry {
@@ -152,18 +155,29 @@ pub struct Calendar {
     pub imported: Vec<PathBuf>,
 }
 
-/// Reads and checks the calendar file of `config`; no `[calendar] file`: an empty calendar.
+/// Reads and checks the calendar file of `config`; no `[calendar] file`, or no such file yet:
+/// an empty calendar.
 pub fn read(config: &Config) -> Result<Calendar, ConfigError> {
     let Some(path) = &config.calendar.file else {
         return Ok(Calendar::default());
     };
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.clone(),
-        line: 0,
-        column: 0,
-        key: String::new(),
-        message: format!("cannot read the calendar file: {e}"),
-    })?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        // The console makes it with its first entry.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::debug!(path = %path.display(), "no calendar file yet: an empty calendar");
+            String::new()
+        }
+        Err(e) => {
+            return Err(ConfigError {
+                file: path.clone(),
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read the calendar file: {e}"),
+            });
+        }
+    };
     parse(path, text, config)
 }
 
@@ -210,6 +224,7 @@ pub fn parse(path: &Path, text: String, config: &Config) -> Result<Calendar, Con
             schools: check.schools(exam.schools.as_deref(), &format!("{key}.schools"))?,
             days: vec![check.range(&exam.from, exam.to.as_ref(), &key)?],
             origin: format!("{}:{}", path.display(), line_of(exam.from.span())),
+            place: Some(("exams", i)),
         });
     }
     for (i, holiday) in file.holidays.iter().enumerate() {
@@ -223,6 +238,7 @@ pub fn parse(path: &Path, text: String, config: &Config) -> Result<Calendar, Con
             schools: check.schools(holiday.schools.as_deref(), &format!("{key}.schools"))?,
             days: vec![check.range(&holiday.from, holiday.to.as_ref(), &key)?],
             origin: format!("{}:{}", path.display(), line_of(holiday.from.span())),
+            place: Some(("holidays", i)),
         });
     }
     for (i, import) in file.imports.iter().enumerate() {
@@ -300,11 +316,114 @@ pub fn parse(path: &Path, text: String, config: &Config) -> Result<Calendar, Con
                 schools: schools.clone(),
                 days: event.days,
                 origin: format!("{location} (event {})", event.uid),
+                place: None,
             });
         }
         calendar.imported.push(ics_path);
     }
     Ok(calendar)
+}
+
+/// An exam day or holiday the console adds to the calendar file.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// Its name.
+    pub name: String,
+    /// First and last day.
+    pub from: Date,
+    /// Last day, included.
+    pub to: Date,
+    /// School ids; `None`: all.
+    pub schools: Option<Vec<String>>,
+    /// What it does.
+    pub effect: Effect,
+}
+
+const NEW_CALENDAR: &str =
+    "# Exam days and holidays (`[calendar] file`); the web console adds and removes entries.\n";
+
+/// Adds an entry to the calendar file (made if missing), checked against `config` as the
+/// policy would read it; locked and replaced atomically, comments kept.
+pub fn add_entry(path: &Path, config: &Config, new: &NewEntry) -> anyhow::Result<()> {
+    edit_file(path, config, |doc| {
+        let mut table = toml_edit::Table::new();
+        table["name"] = toml_edit::value(new.name.as_str());
+        let date = |d: Date| -> anyhow::Result<toml_edit::Item> {
+            Ok(toml_edit::value(
+                d.to_string().parse::<toml_edit::Datetime>()?,
+            ))
+        };
+        table["from"] = date(new.from)?;
+        if new.to != new.from {
+            table["to"] = date(new.to)?;
+        }
+        if let Some(schools) = &new.schools {
+            table["schools"] = toml_edit::value(schools.iter().collect::<toml_edit::Array>());
+        }
+        let key = match &new.effect {
+            Effect::Exam { profile } => {
+                table["profile"] = toml_edit::value(profile.as_str());
+                "exams"
+            }
+            Effect::Holiday { schedules } => {
+                if let Some(schedules) = schedules {
+                    table["schedules"] =
+                        toml_edit::value(schedules.iter().collect::<toml_edit::Array>());
+                }
+                "holidays"
+            }
+        };
+        crate::files::tables(doc, key)?.push(table);
+        Ok(())
+    })
+}
+
+/// Removes the entry at `index` of `[[exams]]` or `[[holidays]]`, if it still has `name`
+/// (another admin's edit in between is refused rather than removing the wrong day).
+pub fn remove_entry(
+    path: &Path,
+    config: &Config,
+    table: &str,
+    index: usize,
+    name: &str,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        table == "exams" || table == "holidays",
+        "no calendar table {table:?}"
+    );
+    edit_file(path, config, |doc| {
+        let entries = crate::files::tables(doc, table)?;
+        let found = entries
+            .get(index)
+            .and_then(|t| t.get("name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_string);
+        anyhow::ensure!(
+            found.as_deref() == Some(name),
+            "the calendar changed meanwhile: entry {index} of {table} is not {name:?}; reload the page"
+        );
+        entries.remove(index);
+        Ok(())
+    })
+}
+
+/// Reads the calendar file for an edit, applies `change`, checks the result reads as the
+/// policy would, and replaces the file.
+fn edit_file(
+    path: &Path,
+    config: &Config,
+    change: impl FnOnce(&mut toml_edit::DocumentMut) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let _lock = crate::files::lock(path)?;
+    let mut doc = crate::files::read_document(path, NEW_CALENDAR, |text| {
+        parse(path, text.to_string(), config)
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    })?;
+    change(&mut doc)?;
+    let text = doc.to_string();
+    parse(path, text.clone(), config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::files::replace(path, &text, None)
 }
 
 /// Checks references against the config, with located errors.

@@ -331,6 +331,15 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     for warning in timeline::warnings(&policy) {
         writeln!(out, "warning: {warning}")?;
     }
+    if let Some(calendar) = &loaded.config.calendar.file
+        && !calendar.exists()
+    {
+        writeln!(
+            out,
+            "warning: the calendar file {} does not exist yet (an empty calendar; the console makes it)",
+            calendar.display()
+        )?;
+    }
     let devices = policy.devices();
     writeln!(
         out,

@@ -14,35 +14,33 @@ pub fn describe(policy: &Policy, variant: u32) -> String {
     if variant == u32::MAX {
         return "(not compiled)".into();
     }
-    let profile = policy.profile(variant);
-    let mut text = profile.name.clone();
-    if let Some(because) = &profile.because {
-        if let Some(switched) = &because.switched {
-            text.push_str(&format!(" by {switched}"));
-        }
-        let blocked: Vec<&str> = because
-            .added
+    let summary = policy.summary(variant);
+    let mut text = summary.profile.clone();
+    if let Some(switched) = &summary.switched {
+        text.push_str(&format!(" by {switched}"));
+    }
+    let names = |added: &[(String, String)]| {
+        added
             .iter()
-            .filter(|(table, _)| profile.block.contains(table))
-            .map(|(table, _)| policy.table_name(*table))
-            .collect();
-        let allowed: Vec<&str> = because
-            .added
-            .iter()
-            .filter(|(table, _)| profile.allow.contains(table))
-            .map(|(table, _)| policy.table_name(*table))
-            .collect();
-        if !blocked.is_empty() {
-            text.push_str(&format!(" + block {}", blocked.join(", ")));
-        }
-        if !allowed.is_empty() {
-            text.push_str(&format!(" + allow {}", allowed.join(", ")));
-        }
-        let mut causes: Vec<&str> = because.added.iter().map(|(_, c)| c.as_str()).collect();
-        causes.dedup();
-        if !causes.is_empty() {
-            text.push_str(&format!(" — {}", causes.join("; ")));
-        }
+            .map(|(t, _)| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !summary.added_blocks.is_empty() {
+        text.push_str(&format!(" + block {}", names(&summary.added_blocks)));
+    }
+    if !summary.added_allows.is_empty() {
+        text.push_str(&format!(" + allow {}", names(&summary.added_allows)));
+    }
+    let mut causes: Vec<&str> = summary
+        .added_blocks
+        .iter()
+        .chain(&summary.added_allows)
+        .map(|(_, c)| c.as_str())
+        .collect();
+    causes.dedup();
+    if !causes.is_empty() {
+        text.push_str(&format!(" — {}", causes.join("; ")));
     }
     text
 }

@@ -152,6 +152,11 @@ pub struct ConsoleConfig {
     /// The unblock requests file the console writes (schools ask, the district decides).
     #[serde(default)]
     pub requests: Option<PathBuf>,
+    /// The service toggles file the console writes: services switched off or kept working per
+    /// profile and per school, on top of this file's own. Absent: the console shows services
+    /// but cannot change them.
+    #[serde(default)]
+    pub service_toggles: Option<PathBuf>,
 }
 
 impl Config {
@@ -175,6 +180,7 @@ impl Config {
         files.extend(self.console.users.iter().cloned());
         files.extend(self.console.exceptions.iter().cloned());
         files.extend(self.calendar.file.iter().cloned());
+        files.extend(self.console.service_toggles.iter().cloned());
         files.extend(self.services.catalog.iter().cloned());
         files.extend(self.tls.cert.iter().cloned());
         files.extend(self.tls.key.iter().cloned());

@@ -41,7 +41,12 @@ impl Lang {
         }
     }
 
-    /// The text in this language.
+    /// Whether this is Vietnamese (for data that carries both names).
+    pub fn is_vi(self) -> bool {
+        self == Lang::Vi
+    }
+
+    /// The Vietnamese or the English text.
     pub fn t<'a>(self, vi: &'a str, en: &'a str) -> &'a str {
         match self {
             Lang::Vi => vi,

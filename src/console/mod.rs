@@ -1,8 +1,8 @@
 //! The web console for the district, schools and police, served by the admin listener under
 //! `/console/`: who may sign in (`users`), their sessions and the sign-in limits (`session`),
 //! the two languages (`i18n`), the layout and security headers (`ui`), the pages that read
-//! (`pages`) and those that change something (`manage`), and the unblock requests' file
-//! (`requests`).
+//! (`pages`) and those that change something (`manage`), services and time (`timetable`), and
+//! the unblock requests' file (`requests`).
 //!
 //! This module owns the routes and what every request goes through first: the session cookie
 //! (else the sign-in page), the first-sign-in password change, and for every `POST` the
@@ -16,6 +16,7 @@ mod manage;
 mod pages;
 pub mod requests;
 pub mod session;
+mod timetable;
 pub mod ui;
 pub mod users;
 
@@ -119,6 +120,15 @@ impl Incoming {
             .iter()
             .find(|(n, _)| n == name)
             .map_or("", |(_, v)| v.trim())
+    }
+
+    /// Every value of a form field (a multiple select), trimmed.
+    pub fn fields(&self, name: &str) -> Vec<&str> {
+        self.form
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+            .collect()
     }
 
     /// The client's address as text (for the audit log and the sign-in limits).
@@ -254,6 +264,13 @@ async fn handle(State(state): State<Arc<AdminState>>, request: axum::extract::Re
             manage::revoke_device(&state, &ctx, &incoming, id).await
         }
         (false, ["devices", id, "card"]) => manage::card(&state, &ctx, id),
+        (false, ["services"]) => timetable::services(&state, &ctx, &incoming),
+        (true, ["services"]) => timetable::set_services(&state, &ctx, &incoming).await,
+        (false, ["time"]) => timetable::time(&state, &ctx, &incoming),
+        (true, ["time"]) => timetable::add_calendar(&state, &ctx, &incoming).await,
+        (true, ["time", table, index, "remove"]) => {
+            timetable::remove_calendar(&state, &ctx, &incoming, table, index).await
+        }
         _ => ui::problem(
             &ctx,
             "404 Not Found",

@@ -881,6 +881,7 @@ pub async fn school(state: &Arc<AdminState>, ctx: &Ctx, id: &str) -> Response {
                 @for (net, profile) in &school.networks { code { (net) } " → " (policy.profile(*profile).name) br; }
             }
         }
+        (super::timetable::right_now(ctx, policy, &school))
         div.card {
             h2 { (lang.t("Ngoại lệ đang áp dụng", "Exceptions in force")) " " a href=(format!("/console/exceptions?school={}", enc(id))) { (lang.t("Quản lý", "Manage")) } }
             @if exceptions.is_empty() { p.muted { (lang.t("Không có.", "None.")) } }

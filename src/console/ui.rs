@@ -63,7 +63,7 @@ pub fn local(ms: i64, zone: &jiff::tz::TimeZone) -> String {
 type NavEntry = (&'static str, &'static str, &'static str, fn(&Role) -> bool);
 
 /// The navigation.
-const NAV: [NavEntry; 9] = [
+const NAV: [NavEntry; 11] = [
     ("/console/", "Tổng quan", "Overview", |_| true),
     ("/console/hits", "Lượt chặn", "Hits", |_| true),
     ("/console/schools", "Trường học", "Schools", |_| true),
@@ -80,6 +80,13 @@ const NAV: [NavEntry; 9] = [
         "/console/check",
         "Kiểm tra tên miền",
         "Check a name",
+        |_| true,
+    ),
+    ("/console/services", "Dịch vụ", "Services", |_| true),
+    (
+        "/console/time",
+        "Lịch học & lịch thi",
+        "Schedules & calendar",
         |_| true,
     ),
     ("/console/devices", "Thiết bị", "Devices", |_| true),

@@ -318,6 +318,95 @@ impl Compiler {
                 because: None,
             });
         }
+        // The console's service toggles, on top of the config's own.
+        let toggles = match &config.console.service_toggles {
+            Some(path) => Some(crate::services::read_toggles(path)?),
+            None => None,
+        };
+        let toggled = |kind: &str, name: &str| -> Result<Option<BlockAllow>, CompileError> {
+            let Some(loaded) = &toggles else {
+                return Ok(None);
+            };
+            let map = if kind == "profiles" {
+                &loaded.file.profiles
+            } else {
+                &loaded.file.schools
+            };
+            let Some(toggle) = map.get(name) else {
+                return Ok(None);
+            };
+            let key = format!("{kind}.{name}");
+            let block = tables.resolve(
+                &loaded.source,
+                "",
+                &[],
+                &format!("{key}.block_services"),
+                &toggle.block_services,
+            )?;
+            let allow = tables.resolve(
+                &loaded.source,
+                "",
+                &[],
+                &format!("{key}.allow_services"),
+                &toggle.allow_services,
+            )?;
+            if let Some(both) = toggle
+                .block_services
+                .iter()
+                .find(|b| toggle.allow_services.contains(b))
+            {
+                return Err(loaded.source.error_at(
+                    both.span(),
+                    &format!("{key}.block_services"),
+                    format!("service {:?} is both blocked and allowed", both.get_ref()),
+                ));
+            }
+            Ok(Some((block, allow)))
+        };
+        if let Some(loaded) = &toggles {
+            let unknown = loaded
+                .file
+                .profiles
+                .keys()
+                .map(|p| ("profiles", p, config.profiles.contains_key(p)))
+                .chain(
+                    loaded
+                        .file
+                        .schools
+                        .keys()
+                        .map(|s| ("schools", s, config.has_school(s))),
+                )
+                .find(|(_, _, known)| !known);
+            if let Some((kind, name, _)) = unknown {
+                let line = loaded
+                    .source
+                    .text
+                    .find(&format!("[{kind}.{name}]"))
+                    .map_or(0, |at| loaded.source.locate(at).0);
+                let mut err = loaded.source.error(
+                    &format!("{kind}.{name}"),
+                    format!("no {} {name:?} in the config", &kind[..kind.len() - 1]),
+                );
+                err.line = line;
+                return Err(err);
+            }
+        }
+        for (index, name) in profile_names.iter().enumerate() {
+            if let Some((block, allow)) = toggled("profiles", name)? {
+                let profile = &mut profiles[index];
+                for table in block {
+                    if !profile.block.contains(&table) {
+                        profile.block.push(table);
+                    }
+                }
+                for table in allow {
+                    if !profile.allow.contains(&table) {
+                        profile.allow.push(table);
+                    }
+                }
+                profile.probes = probes_for(&categories, &profile.allow, &profile.block);
+            }
+        }
         // Exceptions: one table for the district (every profile consults it) and one per
         // school that has any (its places consult it first).
         let (exception_tables, exceptions_in_force) = compile_exceptions(loaded)?;
@@ -416,20 +505,24 @@ impl Compiler {
                 s.timezone.as_ref(),
                 0,
             )?;
-            let block = tables.resolve(
+            let mut block = tables.resolve(
                 source,
                 "",
                 &[],
                 &format!("{prefix}.block_services"),
                 &s.block_services,
             )?;
-            let allow = tables.resolve(
+            let mut allow = tables.resolve(
                 source,
                 "",
                 &[],
                 &format!("{prefix}.allow_services"),
                 &s.allow_services,
             )?;
+            if let Some((more_block, more_allow)) = toggled("schools", s.id.get_ref())? {
+                block.extend(more_block);
+                allow.extend(more_allow);
+            }
             let rules = rules_of(&mut time, source, &prefix, &s.when)?;
             // Exams switch the places that use the school's own profile; a subnet with a
             // profile of its own (the staff's) keeps it.
@@ -859,6 +952,9 @@ fn compile_exceptions(
     Ok((tables, in_force))
 }
 
+/// Tables blocked and allowed.
+type BlockAllow = (Vec<u32>, Vec<u32>);
+
 /// Names of the policy's tables, to resolve `block`/`allow` (configured categories) and
 /// `block_services`/`allow_services` (the catalogue's services) with located errors.
 struct Tables<'a> {
@@ -1009,8 +1105,10 @@ fn compose(
             because.added.push((table, cause.clone()));
         }
     }
-    profile.block.dedup();
-    profile.allow.dedup();
+    let mut seen = std::collections::HashSet::new();
+    profile.block.retain(|t| seen.insert(*t));
+    let mut seen = std::collections::HashSet::new();
+    profile.allow.retain(|t| seen.insert(*t));
     profile.probes = probes_for(categories, &profile.allow, &profile.block);
     if let Some(category) = key.exceptions {
         profile.exceptions.insert(

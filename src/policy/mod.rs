@@ -112,6 +112,26 @@ impl Category {
 /// The category of a `block_unlisted` profile's blocks (names no allowed table lists).
 pub const UNLISTED_CATEGORY: &str = "unlisted";
 
+/// What a variant applies, by name: its profile, what switched it, what open rules added, and
+/// every table it blocks and allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantSummary {
+    /// The profile's name.
+    pub profile: String,
+    /// The exam or rule that switched to it.
+    pub switched: Option<String>,
+    /// Tables (categories, services) open rules block, with the rule.
+    pub added_blocks: Vec<(String, String)>,
+    /// Tables open rules allow, with the rule.
+    pub added_allows: Vec<(String, String)>,
+    /// Every table blocked.
+    pub blocked: Vec<String>,
+    /// Every table allowed.
+    pub allowed: Vec<String>,
+    /// Whether every name no allowed table lists is blocked.
+    pub block_unlisted: bool,
+}
+
 /// Prefix of a service table's name: `service:tiktok`.
 pub const SERVICE_PREFIX: &str = "service:";
 
@@ -681,6 +701,47 @@ impl Policy {
             return None;
         }
         Some((edge.saturating_sub(now_ms).max(0) / 1000) as u32)
+    }
+
+    /// The variant a place has now (as the schedule timer last set it).
+    pub fn variant_now(&self, slot: u32) -> u32 {
+        self.active.variant(slot)
+    }
+
+    /// A place's next edge (ms since the epoch) and the variant after it; `None` when its
+    /// rules never change.
+    pub fn next_change(&self, slot: u32) -> Option<(i64, u32)> {
+        let (edge, next) = self.active.next(slot);
+        (edge != i64::MAX).then_some((edge, next))
+    }
+
+    /// A variant in words' parts: for `check`, the console and `explain`.
+    pub fn summary(&self, variant: u32) -> VariantSummary {
+        let profile = &self.profiles[variant as usize];
+        let names = |tables: &[u32]| -> Vec<String> {
+            tables
+                .iter()
+                .map(|&t| self.table_name(t).to_string())
+                .collect()
+        };
+        let added = |role: &[u32]| -> Vec<(String, String)> {
+            profile
+                .because
+                .iter()
+                .flat_map(|b| b.added.iter())
+                .filter(|(t, _)| role.contains(t))
+                .map(|(t, cause)| (self.table_name(*t).to_string(), cause.clone()))
+                .collect()
+        };
+        VariantSummary {
+            profile: profile.name.clone(),
+            switched: profile.because.as_ref().and_then(|b| b.switched.clone()),
+            added_blocks: added(&profile.block),
+            added_allows: added(&profile.allow),
+            blocked: names(&profile.block),
+            allowed: names(&profile.allow),
+            block_unlisted: profile.block_unlisted,
+        }
     }
 
     /// Schedules, rules in time, the calendar and the places they apply to.
