@@ -496,3 +496,112 @@ fn bad_schedules_and_calendars_name_file_line_and_key() {
         assert!(err.contains(place) && err.contains(key), "{extra}\n→ {err}");
     }
 }
+
+/// Services by name at every level: a profile, a school, a subnet (table form), a device; an
+/// allow wins over a block from another level; `explain` names the service.
+#[test]
+fn services_at_every_level_and_allow_wins() {
+    let district = District::new();
+    district.write("education.txt", "wiki.example\n");
+    district.write(
+        "devices.toml",
+        "[[devices]]\nid = \"home\"\nname = \"Home\"\ntoken = \"hometoken2345abcdefghijklmnopqrst\"\nprofile = \"p\"\nblock_services = [\"roblox\"]\n",
+    );
+    district.config(&format!(
+        "[services]\ncatalog = \"{}/blocklists/services/catalog.toml\"\n\
+         [devices]\nfile = \"@/devices.toml\"\n\
+         [categories.education]\nlists = [\"@/education.txt\"]\n\
+         [profiles.p]\nallow = [\"education\"]\nblock_services = [\"tiktok\"]\n\
+         [profiles.q]\nallow_services = [\"tiktok\"]\n\
+         [[schools]]\nid = \"a\"\nname = \"A\"\nnetworks = [\"10.0.0.0/16\"]\nprofile = \"p\"\n\
+         block_services = [\"youtube\"]\n\
+         subnets = {{ \"10.0.5.0/24\" = {{ profile = \"p\", block_services = [\"zalo\"] }}, \"10.0.9.0/24\" = \"q\" }}\n",
+        repo_root().display()
+    ));
+    let policy = district.compile();
+    let e = crate::common::explain(&policy, "10.0.1.1", "www.tiktok.com");
+    assert_eq!(e.decision, "block");
+    assert_eq!(e.category.as_deref(), Some("services"));
+    assert_eq!(e.service.as_deref(), Some("tiktok"));
+    assert!(
+        e.rule
+            .as_ref()
+            .unwrap()
+            .list
+            .as_ref()
+            .unwrap()
+            .ends_with("tiktok.txt"),
+        "{e:?}"
+    );
+    // The school's own block, for all its networks.
+    assert_eq!(
+        crate::common::explain(&policy, "10.0.1.1", "m.youtube.com").decision,
+        "block"
+    );
+    // The subnet's own, only there.
+    assert_eq!(
+        crate::common::explain(&policy, "10.0.5.1", "chat.zalo.me").decision,
+        "block"
+    );
+    assert_eq!(
+        crate::common::explain(&policy, "10.0.1.1", "chat.zalo.me").decision,
+        "allow"
+    );
+    // The staff subnet's profile q keeps TikTok working; the school's YouTube block holds on
+    // every one of its networks.
+    assert_eq!(
+        crate::common::explain(&policy, "10.0.9.1", "www.tiktok.com").decision,
+        "allow"
+    );
+    assert_eq!(
+        crate::common::explain(&policy, "10.0.9.1", "youtube.com").decision,
+        "block"
+    );
+    // A device's own block.
+    let q = schooldns::name::QueryName::from_user("www.roblox.com").unwrap();
+    let d = policy.decide_device(Some("hometoken2345abcdefghijklmnopqrst"), &q);
+    assert!(matches!(d.verdict, schooldns::policy::Verdict::Block(_)));
+    // An unknown service names the key and line.
+    district.config(
+        "[profiles.p]\nblock_services = [\"tiktokk\"]\n[[schools]]\nid = \"a\"\nname = \"A\"\nnetworks = [\"10.0.0.0/16\"]\nprofile = \"p\"\n",
+    );
+    let err = schooldns::policy::compile(&district.load()).unwrap_err();
+    assert_eq!(
+        (err.line, err.key.as_str()),
+        (2, "profiles.p.block_services"),
+        "{err}"
+    );
+    assert!(err.message.contains("no [services] catalog"), "{err}");
+}
+
+/// `check` prints each school's week and warns about a schedule no rule uses and about two
+/// rules that switch one place to different profiles at the same time.
+#[test]
+fn check_prints_the_week_and_warns_about_conflicts() {
+    let district = District::new();
+    district.config(
+        "[schedules.lessons]\ndays = [\"mon\", \"tue\"]\ntimes = [\"07:00-11:30\"]\n\
+         [schedules.club]\ndays = [\"tue\"]\ntimes = [\"10:00-12:00\"]\n\
+         [schedules.unused]\ndays = [\"sat\"]\ntimes = [\"08:00-09:00\"]\n\
+         [profiles.quiet]\n[profiles.loud]\n\
+         [profiles.p]\n[[profiles.p.when]]\nschedule = \"lessons\"\nprofile = \"quiet\"\n\
+         [[profiles.p.when]]\nschedule = \"club\"\nprofile = \"loud\"\n\
+         [[schools]]\nid = \"a\"\nname = \"A\"\nnetworks = [\"10.0.0.0/16\"]\nprofile = \"p\"\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_schooldns"))
+        .args([
+            "check",
+            "--config",
+            district.path("schooldns.toml").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("07:00 quiet by schedule \"lessons\""),
+        "{text}"
+    );
+    assert!(text.contains("schedule \"unused\""), "{text}");
+    assert!(text.contains("switch to different profiles"), "{text}");
+}

@@ -165,12 +165,14 @@ fn when(value: &str, zone: &TimeZone) -> Option<When> {
     if time.len() != 6 || !digits(time) {
         return None;
     }
-    let civil = date(day)?.at(
+    let time = jiff::civil::Time::new(
         time[0..2].parse().ok()?,
         time[2..4].parse().ok()?,
         time[4..6].parse().ok()?,
         0,
-    );
+    )
+    .ok()?;
+    let civil = date(day)?.to_datetime(time);
     if !utc {
         return Some(When::At(civil));
     }
@@ -307,6 +309,13 @@ END:VCALENDAR\r\n";
             "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\nSUMMARY:x\nEND:VEVENT\nEND:VCALENDAR\n";
         let err = events(no_start, day("2026-12-01"), &zone).unwrap_err();
         assert!(err.contains("DTSTART"), "{err}");
+        // A time of 07:29:99 is not a time (found by the calendar fuzz target).
+        let bad_time = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\nDTSTART:20261201T072999\nEND:VEVENT\nEND:VCALENDAR\n";
+        assert!(
+            events(bad_time, day("2026-12-01"), &zone)
+                .unwrap_err()
+                .contains("DTSTART")
+        );
         let bad_rule = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\nDTSTART:20261201T080000\nRRULE:FREQ=SOMETIMES\nEND:VEVENT\nEND:VCALENDAR\n";
         let err = events(bad_rule, day("2026-12-01"), &zone).unwrap_err();
         assert!(err.contains("RRULE"), "{err}");

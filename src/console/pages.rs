@@ -654,7 +654,7 @@ pub async fn hits(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -> Re
                                     tr {
                                         td { a href=(format!("/console/hits/{}", hit.id)) { (ctx.time(hit.time_ms)) } }
                                         td.name { (hit.qname) }
-                                        td { span.badge { (hit.category) } }
+                                        td { span.badge { (hit.category) } @if let Some(service) = &hit.service { " " span.badge.timed { (service) } } }
                                         td.opt { (hit.school.as_deref().unwrap_or("—")) }
                                         td.opt { (hit.device.as_deref().or(hit.client.as_deref()).unwrap_or("—")) }
                                         td.num { (hit.count) }
@@ -731,6 +731,7 @@ pub async fn hit(state: &Arc<AdminState>, ctx: &Ctx, id: &str) -> Response {
                 dt { (lang.t("Tên miền", "Name")) } dd { (record.qname) " (" (record.qtype) ")" }
                 dt { (lang.t("Quyết định", "Decision")) } dd { span.badge.block { (record.decision) } }
                 dt { (lang.t("Nhóm", "Category")) } dd { (record.category) }
+                @if let Some(service) = &record.service { dt { (lang.t("Dịch vụ", "Service")) } dd { (service) } }
                 dt { (lang.t("Danh sách", "List")) } dd { code { (list) } }
                 dt { (lang.t("Mục trong danh sách", "Entry as listed")) } dd { code { (record.entry.as_deref().unwrap_or("—")) } }
                 dt { (lang.t("Phiên bản chính sách", "Policy version")) } dd { code { (record.policy_version) } }
