@@ -28,8 +28,23 @@ const POLICE_PASSWORD: &str = "police-password";
 const DISTRICT_FIRST: &str = "one-time-password";
 const DISTRICT_PASSWORD: &str = "district-password";
 
+/// The console's files, with services and time: the shipped catalogue, a toggles file, a
+/// calendar, a lesson schedule all day every day (YouTube off for `primary` in it) and an exam
+/// profile.
+fn console_config() -> String {
+    format!(
+        "{CONSOLE}service_toggles = \"@/toggles.toml\"\n\
+         [services]\ncatalog = \"{}/blocklists/services/catalog.toml\"\n\
+         [calendar]\nfile = \"@/calendar.toml\"\n\
+         [schedules.lessons]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\ntimes = [\"00:00-24:00\"]\n\
+         [[profiles.primary.when]]\nschedule = \"lessons\"\nblock_services = [\"youtube\"]\n\
+         [profiles.exam]\nallow = [\"education\"]\nblock_unlisted = true\n",
+        crate::common::repo_root().display()
+    )
+}
+
 async fn start(pki: &TestPki) -> TestServer {
-    let server = TestServer::start_prepared(&encrypted_config(CONSOLE), |district| {
+    let server = TestServer::start_prepared(&encrypted_config(&console_config()), |district| {
         pki.write(district.dir.path());
         district.write("devices.toml", crate::devices::DEVICES);
         let path = district.path("users.toml");
@@ -439,13 +454,78 @@ async fn the_console_in_a_real_browser() {
     });
     shot("card");
 
+    // Services: the district switches Roblox off for the primary profile in the page; `dig`
+    // sees it. The matrix shows YouTube blocked in lessons.
+    step(&|| {
+        b.goto(&format!("{base}/console/services?target=profile:primary"));
+        b.tick("input[name='s:roblox'][value='block']");
+        b.click("#service-form button");
+        assert!(b.has("#saved"), "{}", b.source());
+        assert!(
+            b.text("tr[data-service=youtube]").contains("lessons"),
+            "{}",
+            b.source()
+        );
+    });
+    shot("services");
+    dig_until(
+        server.udp,
+        "127.0.0.1",
+        "www.roblox.com",
+        "NXDOMAIN",
+        Duration::from_secs(5),
+    )
+    .await;
+    // The calendar: a holiday added in the page switches the lessons off for Kim Đồng today.
+    let today = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap())
+        .date()
+        .to_string();
+    assert_eq!(
+        dig(server.udp, "127.0.0.9", "www.youtube.com").await,
+        "NXDOMAIN"
+    );
+    step(&|| {
+        b.goto(&format!("{base}/console/time"));
+        b.choose("#c-kind", "holiday");
+        b.fill("#c-name", "Nghỉ bù");
+        b.script(&format!(
+            "document.querySelector('#c-from').value = '{today}'; \
+             document.querySelector('#c-schools option[value=th-kim-dong]').selected = true;"
+        ));
+        b.click("#add-calendar button");
+        assert!(b.has("#added"), "{}", b.source());
+        assert!(b.text("#calendar").contains("Nghỉ bù"), "{}", b.source());
+    });
+    shot("calendar");
+    dig_until(
+        server.udp,
+        "127.0.0.9",
+        "www.youtube.com",
+        "NOERROR",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        dig(server.udp, "127.0.0.1", "www.youtube.com").await,
+        "NXDOMAIN"
+    );
+    step(&|| {
+        b.goto(&format!("{base}/console/schools/th-kim-dong"));
+        assert!(b.text("#today").contains("Nghỉ bù"), "{}", b.source());
+    });
+
     // Every other page, for the screenshots and a last look at what they show.
     for (name, path, expect) in [
         ("overview-district", "/console/?days=30", "Theo trường"),
         ("schools", "/console/schools", "Trường Tiểu học Kim Đồng"),
         ("school", "/console/schools/th-kim-dong", "Kim Đồng"),
         ("lists", "/console/lists", "adult"),
-        ("hit", "/console/hits?school=th-kim-dong", "adult.txt"),
+        (
+            "hit",
+            "/console/hits?school=th-kim-dong&category=adult",
+            "adult.txt",
+        ),
     ] {
         step(&|| {
             b.goto(&format!("{base}{path}"));

@@ -57,6 +57,21 @@ fn service_table(policy: &Policy, id: &str) -> Option<u32> {
         .map(|i| i as u32)
 }
 
+/// The catalogue's services grouped (social media first, learning last), in catalogue order
+/// within a group.
+fn by_group(catalog: &crate::services::Catalog) -> Vec<&crate::services::Service> {
+    const ORDER: [&str; 6] = ["social", "video", "messaging", "games", "ai", "learning"];
+    let rank = |group: &str| {
+        ORDER
+            .iter()
+            .position(|g| *g == group)
+            .unwrap_or(ORDER.len())
+    };
+    let mut services: Vec<&crate::services::Service> = catalog.services.iter().collect();
+    services.sort_by_key(|s| rank(&s.group));
+    services
+}
+
 /// A group's name for people.
 fn group_name(ctx: &Ctx, group: &str) -> &'static str {
     let lang = ctx.lang;
@@ -130,7 +145,7 @@ pub fn services(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -> Resp
                     th { @if may_change { a href=(format!("/console/services?target=profile:{}", enc(&p.name))) { (p.name) } } @else { (p.name) } }
                 }
             } } tbody {
-                @for service in &catalog.services {
+                @for service in by_group(catalog) {
                     @if let Some(table) = service_table(policy, &service.id) {
                         tr data-service=(service.id) {
                             td { strong { (service.display_name(lang.is_vi())) } br; span.muted { (group_name(ctx, &service.group)) " · " (if lang.is_vi() { &service.description_vi } else { &service.description }) } }
@@ -233,7 +248,7 @@ fn service_form(
         Target::Profile(name) => format!("{} {name}", lang.t("Hồ sơ", "Profile")),
         Target::School(id) => format!("{} {id}", lang.t("Trường", "School")),
     };
-    let catalog = live.policy.services();
+    let grouped = by_group(live.policy.services());
     html! {
         form.card method="post" action="/console/services" #service-form {
             (ctx.csrf())
@@ -241,8 +256,11 @@ fn service_form(
             h2 { (lang.t("Bật/tắt dịch vụ: ", "Switch services: ")) (heading) }
             @if let Some(problem) = problem { p.alert { (problem) } }
             table.wide { tbody {
-                @for service in &catalog.services {
+                @for (i, service) in grouped.iter().enumerate() {
                     @let field = format!("s:{}", service.id);
+                    @if i == 0 || grouped[i - 1].group != service.group {
+                        tr { th colspan="4" { (group_name(ctx, &service.group)) } }
+                    }
                     tr {
                         td { (service.display_name(lang.is_vi())) }
                         @if config_block.contains(&service.id) {
@@ -251,7 +269,7 @@ fn service_form(
                             td colspan="3" { span.badge.allow { (lang.t("cho phép", "allowed")) } " " span.muted { (lang.t("(đặt trong schooldns.toml)", "(set in schooldns.toml)")) } }
                         } @else {
                             @for (value, vi, en) in [("default", "theo hồ sơ", "as the profile"), ("block", "chặn", "block"), ("allow", "cho phép", "allow")] {
-                                td { label { input type="radio" name=(field) value=(value) checked[chosen(&service.id) == value]; " " (lang.t(vi, en)) } }
+                                td { label.choice { input type="radio" name=(field) value=(value) checked[chosen(&service.id) == value]; (lang.t(vi, en)) } }
                             }
                         }
                     }
@@ -374,9 +392,10 @@ pub fn time(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -> Response
             p.muted { (lang.t("Khung giờ và quy tắc theo giờ được đặt trong schooldns.toml (config/README.md).", "Schedules and rules in time are set in schooldns.toml (config/README.md).")) }
         }
         @if may_change && live.config.calendar.file.is_some() {
-            form.card.filters method="post" action="/console/time" #add-calendar {
+            div.card {
+            h2 { (lang.t("Thêm ngày thi hoặc ngày nghỉ", "Add exam days or a holiday")) }
+            form.filters method="post" action="/console/time" #add-calendar {
                 (ctx.csrf())
-                h2 { (lang.t("Thêm ngày thi hoặc ngày nghỉ", "Add exam days or a holiday")) }
                 div { label for="c-kind" { (lang.t("Loại", "Kind")) }
                     select #c-kind name="kind" { option value="exam" { (lang.t("Ngày thi", "Exam days")) } option value="holiday" { (lang.t("Ngày nghỉ", "Holiday")) } } }
                 div { label for="c-name" { (lang.t("Tên", "Name")) } input #c-name name="name" required; }
@@ -389,6 +408,7 @@ pub fn time(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -> Response
                 div { label for="c-schedules" { (lang.t("Khung giờ tắt (không chọn: tất cả)", "Schedules off (none: all)")) }
                     select #c-schedules name="schedules" multiple { @for s in &time.schedules { option value=(s.name) { (s.name) } } } }
                 div { button type="submit" { (lang.t("Thêm", "Add")) } }
+            }
             }
         }
         div.card {
@@ -577,9 +597,28 @@ pub fn right_now(ctx: &Ctx, policy: &Policy, school: &School) -> Markup {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    let school_index = policy
+        .schools()
+        .iter()
+        .position(|s| s.id == school.id)
+        .map(|i| i as u32);
+    let today_entries: Vec<&crate::policy::time::CalendarEntry> = policy
+        .time_rules()
+        .calendar
+        .iter()
+        .filter(|e| e.covers(today) && e.applies_to(school_index))
+        .collect();
     html! {
         div.card #right-now {
             h2 { (lang.t("Đang chặn lúc này", "Blocked right now")) " " span.muted { (ctx.time(now)) } }
+            @for entry in &today_entries {
+                p #today { (lang.t("Hôm nay: ", "Today: ")) strong { (entry.name) } " "
+                    @match entry.effect {
+                        crate::policy::time::CalendarEffect::Exam(_) => span.badge.block { (lang.t("ngày thi", "exam day")) },
+                        crate::policy::time::CalendarEffect::Holiday(_) => span.badge.allow { (lang.t("ngày nghỉ", "holiday")) },
+                    }
+                }
+            }
             p { (lang.t("Hồ sơ: ", "Profile: ")) (variant_text(ctx, policy, variant)) }
             @if let Some(switched) = &summary.switched { p.muted { (lang.t("Vì: ", "Because: ")) (switched) } }
             @for cause in &causes { p.muted { (lang.t("Vì: ", "Because: ")) (cause) } }

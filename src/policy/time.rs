@@ -162,11 +162,13 @@ pub struct CalendarEntry {
 }
 
 impl CalendarEntry {
-    fn covers(&self, date: Date) -> bool {
+    /// Whether it applies on `date`.
+    pub fn covers(&self, date: Date) -> bool {
         self.days.iter().any(|&(a, b)| a <= date && date <= b)
     }
 
-    fn applies_to(&self, school: Option<u32>) -> bool {
+    /// Whether it applies to the school with this index (`None`: a device without one).
+    pub fn applies_to(&self, school: Option<u32>) -> bool {
         match (&self.schools, school) {
             (None, _) => true,
             (Some(ids), Some(id)) => ids.contains(&id),

@@ -238,6 +238,11 @@ impl Browser {
         }
     }
 
+    /// Ticks a radio button or a checkbox (no page load follows).
+    pub fn tick(&self, css: &str) {
+        self.press(css);
+    }
+
     /// Chooses an option of a `<select>` by value.
     pub fn choose(&self, select_css: &str, value: &str) {
         self.press(&format!("{select_css} option[value=\"{value}\"]"));
