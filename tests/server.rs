@@ -885,3 +885,73 @@ async fn a_reload_applies_upstream_and_new_subscriptions_and_names_what_needs_a_
     }
     s.stop().await;
 }
+
+/// An exam calendar published as an iCal URL: downloaded beside the query path like a list
+/// subscription; when it lists today, school `loop` switches to its exam profile (and only
+/// it); when the publisher moves the exam, the school is back to its own profile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ical_url_is_downloaded_and_followed() {
+    let today = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap())
+        .date();
+    let ics = |day: jiff::civil::Date| {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//So GD//VI\r\nBEGIN:VEVENT\r\nUID:exam@sogd\r\n\
+             SUMMARY:Thi thử\r\nDTSTART;VALUE=DATE:{}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            day.strftime("%Y%m%d")
+        )
+    };
+    let http = ListServer::start(&ics(today), "v1");
+    let config = crate::common::SERVER_CONFIG
+        .replace(
+            "[reload]",
+            "[subscriptions]\ncache_dir = \"@/cache\"\nrefresh_secs = 1\ntimeout_secs = 5\n\
+             [calendar]\nfile = \"@/calendar.toml\"\n[reload]",
+        )
+        .replace(
+            "[profiles.staff]",
+            "[profiles.exam]\nallow = [\"education\"]\nblock_unlisted = true\n[profiles.staff]",
+        );
+    let calendar = format!(
+        "[[imports]]\nsource = \"http://{}/exams.ics\"\nkind = \"exam\"\nprofile = \"exam\"\nschools = [\"loop\"]\n",
+        http.addr
+    );
+    let s = TestServer::start_prepared(&config, |district| {
+        district.write("calendar.toml", &calendar);
+    })
+    .await;
+    let ask = |from: &'static str| {
+        let udp = s.udp;
+        async move {
+            udp_query(
+                udp,
+                from,
+                &query_message("www.example.", RecordType::A, true),
+            )
+            .await
+            .response_code()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ask(SCHOOL).await != ResponseCode::NXDomain {
+        assert!(
+            Instant::now() < deadline,
+            "the downloaded exam never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Kim Đồng (127.0.0.9) is not in the exam.
+    assert_eq!(ask("127.0.0.9").await, ResponseCode::NoError);
+    // The publisher moves the exam to next week.
+    http.set(
+        &ics(today.checked_add(jiff::Span::new().days(7)).unwrap()),
+        "v2",
+        false,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ask(SCHOOL).await != ResponseCode::NoError {
+        assert!(Instant::now() < deadline, "the moved exam still applies");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+}

@@ -529,6 +529,18 @@ impl Checker<'_> {
                 format!("{last} is before `from` ({first})"),
             ));
         }
+        let days = first
+            .until(last)
+            .map_or(i64::MAX, |span| i64::from(span.get_days()));
+        if days >= crate::policy::time::MAX_RANGE_DAYS {
+            return Err(self.source.error_at(
+                to.span(),
+                &format!("{key}.to"),
+                format!(
+                    "{first} to {last} is more than two years; write one entry per school year"
+                ),
+            ));
+        }
         Ok((first, last))
     }
 }

@@ -907,7 +907,8 @@ pub async fn school(state: &Arc<AdminState>, ctx: &Ctx, id: &str) -> Response {
 
 // ------------------------------------------------------------------ check a name
 
-/// `GET /console/check?name=…&school=…|client=…|device=…`: the policy's `explain`.
+/// `GET /console/check?name=…&school=…|client=…|device=…[&at=…]`: the policy's `explain`, now
+/// or at a local date and time (a lesson, an exam day).
 pub fn check(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -> Response {
     let lang = ctx.lang;
     let head = &incoming.head;
@@ -919,11 +920,18 @@ pub fn check(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -> Respons
         .clone()
         .or_else(|| head.param("school").map(str::to_string));
     let title = lang.t("Kiểm tra tên miền", "Check a name");
+    let at_text = head.param("at").unwrap_or("").trim().to_string();
     let mut result: Option<Result<crate::policy::Explanation, String>> = None;
     if !name.is_empty() {
         result = Some((|| {
             let query =
                 crate::name::QueryName::from_user(&name).map_err(|e| format!("{name:?}: {e}"))?;
+            let now = crate::clock::now_ms();
+            let at = match at_text.as_str() {
+                "" => now,
+                text => crate::hitlog::time::parse_instant(text, &ctx.zone, now)
+                    .map_err(|e| format!("{text:?}: {e}"))?,
+            };
             // Who asks: a device, a client address, or a school (its first network's first address).
             if let Some(device) = head.param("device").filter(|_| own_school.is_none()) {
                 let d = policy
@@ -934,7 +942,7 @@ pub fn check(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -> Respons
                     .ok_or_else(|| {
                         format!("{} {device:?}", lang.t("không có thiết bị", "no device"))
                     })?;
-                let decision = policy.decide_device(Some(&d.token), &query);
+                let decision = policy.decide_device_at(Some(&d.token), &query, at);
                 return Ok(policy.explain(std::net::IpAddr::from([0, 0, 0, 0]), &query, &decision));
             }
             let client = match head.param("client").filter(|_| own_school.is_none()) {
@@ -974,7 +982,7 @@ pub fn check(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -> Respons
                     }
                 }
             };
-            let decision = policy.decide(client, &query);
+            let decision = policy.decide_at(client, &query, at);
             let explanation = policy.explain(client, &query, &decision);
             if let Some(own) = &own_school
                 && explanation.school.as_deref() != Some(own)
@@ -1004,6 +1012,7 @@ pub fn check(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -> Respons
                 div { label for="c-client" { (lang.t("hoặc địa chỉ máy", "or a client address")) } input #c-client name="client" value=(head.param("client").unwrap_or("")); }
                 div { label for="c-device" { (lang.t("hoặc thiết bị", "or a device")) } input #c-device name="device" value=(head.param("device").unwrap_or("")); }
             }
+            div { label for="c-at" { (lang.t("Vào lúc (để trống: bây giờ)", "At (empty: now)")) } input #c-at name="at" type="datetime-local" value=(at_text); }
             div { button type="submit" { (lang.t("Kiểm tra", "Check")) } }
         }
         @match &result {
@@ -1022,6 +1031,8 @@ pub fn check(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -> Respons
                     @if let Some(o) = &e.overridden {
                         dt { (lang.t("Đã ghi đè", "Overrides")) } dd { (o.kind) " · " (o.category) " · " code { (o.list.as_deref().unwrap_or("")) @if let Some(line) = o.line { ":" (line) } " " (o.entry) } }
                     }
+                    @if let Some(service) = &e.service { dt { (lang.t("Dịch vụ", "Service")) } dd { (service) } }
+                    @if let Some(when) = &e.when { dt { (lang.t("Vì", "Because")) } dd #because { (when) } }
                     @if let Some(answer) = &e.answer { dt { (lang.t("Trả lời", "Answer")) } dd { (answer) } }
                     @if let Some(target) = e.rewrite { dt { (lang.t("Chuyển hướng", "Rewritten to")) } dd { (target) } }
                 }

@@ -742,7 +742,7 @@ impl Compiler {
             None => (Devices::default(), None),
         };
         let calendar = crate::calendar::read(config)?;
-        time.calendar = calendar
+        let compiled_calendar = calendar
             .entries
             .iter()
             .map(|entry| CalendarEntry {
@@ -771,6 +771,7 @@ impl Compiler {
                 origin: entry.origin.clone(),
             })
             .collect();
+        time.set_calendar(compiled_calendar);
         // Every variant any place can reach, compiled once; the configured profiles as they
         // are come first, at their own indices.
         let mut variants: HashMap<VariantKey, u32> = (0..profiles.len() as u32)

@@ -248,7 +248,12 @@ pub struct TimeRules {
     pub zones: Vec<TimeZone>,
     /// Every slot.
     pub slots: Vec<Slot>,
+    /// The calendar by day: the entries (indices, in calendar order) covering each date.
+    pub(crate) days: BTreeMap<Date, Vec<u32>>,
 }
+
+/// The longest day range a calendar entry may span (two years).
+pub const MAX_RANGE_DAYS: i64 = 732;
 
 /// The civil moment a state is evaluated at, and whether the calendar counts.
 #[derive(Clone, Copy)]
@@ -264,6 +269,43 @@ impl TimeRules {
         self.rules.is_empty() && self.calendar.is_empty()
     }
 
+    /// Sets the calendar and indexes it by day (ranges beyond [`MAX_RANGE_DAYS`] are cut).
+    pub fn set_calendar(&mut self, calendar: Vec<CalendarEntry>) {
+        self.days.clear();
+        for (index, entry) in calendar.iter().enumerate() {
+            for &(first, last) in &entry.days {
+                let mut date = first;
+                let mut count = 0;
+                while date <= last && count < MAX_RANGE_DAYS {
+                    let list = self.days.entry(date).or_default();
+                    if list.last() != Some(&(index as u32)) {
+                        list.push(index as u32);
+                    }
+                    date = match date.tomorrow() {
+                        Ok(d) => d,
+                        Err(_) => break,
+                    };
+                    count += 1;
+                }
+            }
+        }
+        self.calendar = calendar;
+    }
+
+    /// The calendar entries (indices) covering `date`.
+    fn entries_on(&self, date: Date) -> &[u32] {
+        self.days.get(&date).map_or(&[], Vec::as_slice)
+    }
+
+    /// The entries covering `date` that apply to a slot.
+    fn applicable(&self, slot: &Slot, date: Date) -> Vec<u32> {
+        self.entries_on(date)
+            .iter()
+            .copied()
+            .filter(|&e| self.calendar[e as usize].applies_to(slot.school))
+            .collect()
+    }
+
     fn rule_open(&self, slot: &Slot, rule: u32, at: Moment) -> bool {
         let rule = &self.rules[rule as usize];
         let schedule = &self.schedules[rule.schedule as usize];
@@ -273,26 +315,30 @@ impl TimeRules {
         if !at.calendar {
             return true;
         }
-        !self.calendar.iter().any(|entry| match &entry.effect {
-            CalendarEffect::Holiday(schedules) => {
-                entry.covers(started)
-                    && entry.applies_to(slot.school)
-                    && schedules
-                        .as_ref()
-                        .is_none_or(|s| s.contains(&rule.schedule))
+        !self.entries_on(started).iter().any(|&e| {
+            let entry = &self.calendar[e as usize];
+            match &entry.effect {
+                CalendarEffect::Holiday(schedules) => {
+                    entry.applies_to(slot.school)
+                        && schedules
+                            .as_ref()
+                            .is_none_or(|s| s.contains(&rule.schedule))
+                }
+                CalendarEffect::Exam(_) => false,
             }
-            CalendarEffect::Exam(_) => false,
         })
     }
 
     fn key_at(&self, slot_index: u32, at: Moment) -> VariantKey {
         let slot = &self.slots[slot_index as usize];
         let exam = if at.calendar && slot.exams {
-            self.calendar.iter().position(|e| {
-                matches!(e.effect, CalendarEffect::Exam(_))
-                    && e.covers(at.date)
-                    && e.applies_to(slot.school)
-            })
+            self.entries_on(at.date)
+                .iter()
+                .map(|&e| e as usize)
+                .find(|&e| {
+                    let entry = &self.calendar[e];
+                    matches!(entry.effect, CalendarEffect::Exam(_)) && entry.applies_to(slot.school)
+                })
         } else {
             None
         };
@@ -400,34 +446,26 @@ impl TimeRules {
                 ));
             }
         }
-        let mut dates: BTreeMap<Date, ()> = BTreeMap::new();
-        for entry in self.calendar.iter().filter(|e| e.applies_to(slot.school)) {
-            for &(first, last) in &entry.days {
-                let mut date = first;
-                let mut count = 0;
-                while date <= last && count < 400 {
-                    dates.insert(date, ());
-                    date = match date.tomorrow() {
-                        Ok(d) => d,
-                        Err(_) => break,
-                    };
-                    count += 1;
-                }
-                dates.insert(date, ());
+        // Every day the calendar touches for this slot, and the day after each (a window
+        // running past midnight carries the day before into it).
+        let mut dates: Vec<Date> = Vec::new();
+        for (&date, _) in self.days.iter().filter(|(_, entries)| {
+            entries
+                .iter()
+                .any(|&e| self.calendar[e as usize].applies_to(slot.school))
+        }) {
+            dates.push(date);
+            if let Ok(next) = date.tomorrow() {
+                dates.push(next);
             }
         }
+        dates.sort_unstable();
+        dates.dedup();
         // Days alike for this slot (same weekday, same entries on it and the day before)
         // give the same keys: evaluate one of each.
-        let mut seen: HashSet<(u8, Vec<usize>, Vec<usize>)> = HashSet::new();
-        let on = |date: Date| -> Vec<usize> {
-            self.calendar
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.applies_to(slot.school) && e.covers(date))
-                .map(|(i, _)| i)
-                .collect()
-        };
-        for &date in dates.keys() {
+        let mut seen: HashSet<(u8, Vec<u32>, Vec<u32>)> = HashSet::new();
+        let on = |date: Date| self.applicable(slot, date);
+        for &date in &dates {
             let before = date.yesterday().map(on).unwrap_or_default();
             if !seen.insert((day_index(date.weekday()), on(date), before)) {
                 continue;
@@ -464,16 +502,34 @@ impl TimeRules {
             });
             best = best.min(at);
         }
-        for entry in self.calendar.iter().filter(|e| e.applies_to(slot.school)) {
-            for &(first, last) in &entry.days {
-                for (day, minute) in [(first, 0), (last, 1440)] {
-                    if let Some(at) = instant(zone, day, minute)
-                        && at > after_ms
-                    {
-                        best = best.min(at);
-                    }
+        // The next local midnight at which the entries applying to this slot change.
+        let today = local(zone, after_ms).date();
+        let mut last_date = today;
+        let mut last_set = self.applicable(slot, today);
+        let mut change = None;
+        if let Ok(tomorrow) = today.tomorrow() {
+            for (&date, _) in self.days.range(tomorrow..) {
+                let set = self.applicable(slot, date);
+                let gap = last_date.tomorrow().ok() != Some(date);
+                if gap && !last_set.is_empty() {
+                    change = last_date.tomorrow().ok();
+                    break;
                 }
+                if set != last_set {
+                    change = Some(date);
+                    break;
+                }
+                last_date = date;
+                last_set = set;
             }
+            if change.is_none() && !last_set.is_empty() {
+                change = last_date.tomorrow().ok();
+            }
+        }
+        if let Some(at) = change.and_then(|day| instant(zone, day, 0))
+            && at > after_ms
+        {
+            best = best.min(at);
         }
         best
     }
@@ -705,6 +761,79 @@ mod tests {
         assert_eq!(night.open_at(monday, 12 * 60), None);
         // Friday night is not listed: Saturday 05:00 is free.
         assert_eq!(night.open_at(saturday, 5 * 60), None);
+    }
+
+    #[test]
+    fn calendar_days_bound_the_next_edge() {
+        let entry = |name: &str, effect, first: Date, last: Date| CalendarEntry {
+            name: name.into(),
+            effect,
+            schools: None,
+            days: vec![(first, last)],
+            origin: "c.toml:1".into(),
+        };
+        let mut rules = TimeRules {
+            zones: vec![TimeZone::UTC],
+            profile_rules: vec![Vec::new(), Vec::new()],
+            slots: vec![Slot {
+                base: 0,
+                school: Some(0),
+                exams: true,
+                zone: 0,
+                block: Vec::new(),
+                allow: Vec::new(),
+                rules: Vec::new(),
+                exceptions: None,
+            }],
+            ..TimeRules::default()
+        };
+        // An exam Monday 7 to Friday 11 December; a holiday on Friday 11 as well.
+        rules.set_calendar(vec![
+            entry(
+                "exam",
+                CalendarEffect::Exam(1),
+                Date::constant(2026, 12, 7),
+                Date::constant(2026, 12, 11),
+            ),
+            entry(
+                "holiday",
+                CalendarEffect::Holiday(None),
+                Date::constant(2026, 12, 11),
+                Date::constant(2026, 12, 11),
+            ),
+        ]);
+        let at = |text: &str| text.parse::<Timestamp>().unwrap().as_millisecond();
+        let slot = rules.slots[0].clone();
+        let mut cache = HashMap::new();
+        // Wednesday noon: the next change is the holiday joining on Friday.
+        assert_eq!(
+            rules.next_edge(&slot, at("2026-12-09T12:00:00Z"), &mut cache),
+            at("2026-12-11T00:00:00Z")
+        );
+        // Friday noon: both end at Saturday's midnight.
+        assert_eq!(
+            rules.next_edge(&slot, at("2026-12-11T12:00:00Z"), &mut cache),
+            at("2026-12-12T00:00:00Z")
+        );
+        // Sunday before: the exam starts on Monday.
+        assert_eq!(
+            rules.next_edge(&slot, at("2026-12-06T12:00:00Z"), &mut cache),
+            at("2026-12-07T00:00:00Z")
+        );
+        assert_eq!(
+            rules.key_at_instant(0, at("2026-12-08T09:00:00Z")).profile,
+            1,
+            "the exam profile"
+        );
+        assert_eq!(
+            rules.key_at_instant(0, at("2026-12-12T09:00:00Z")).profile,
+            0
+        );
+        // Afterwards nothing changes any more.
+        assert_eq!(
+            rules.next_edge(&slot, at("2026-12-13T12:00:00Z"), &mut cache),
+            i64::MAX
+        );
     }
 
     #[test]
