@@ -111,13 +111,12 @@ impl App {
         let mut udp = Vec::new();
         for addr in &config.server.udp {
             let first =
-                bind_udp(*addr, udp_sockets > 1).with_context(|| format!("binding UDP {addr}"))?;
+                bind_udp(*addr, udp_sockets > 1).map_err(|e| bind_error("UDP", *addr, e))?;
             // Port 0 picks a port once; the other sockets join that port.
             let bound = first.local_addr()?;
             udp.push(Arc::new(first));
             for _ in 1..udp_sockets {
-                let socket =
-                    bind_udp(bound, true).with_context(|| format!("binding UDP {bound}"))?;
+                let socket = bind_udp(bound, true).map_err(|e| bind_error("UDP", bound, e))?;
                 udp.push(Arc::new(socket));
             }
         }
@@ -126,7 +125,7 @@ impl App {
             tcp.push(
                 TcpListener::bind(addr)
                     .await
-                    .with_context(|| format!("binding TCP {addr}"))?,
+                    .map_err(|e| bind_error("TCP", *addr, e))?,
             );
         }
         let bind_all = async |addrs: &[SocketAddr], what: &str| {
@@ -135,7 +134,7 @@ impl App {
                 listeners.push(
                     TcpListener::bind(addr)
                         .await
-                        .with_context(|| format!("binding {what} {addr}"))?,
+                        .map_err(|e| bind_error(what, *addr, e))?,
                 );
             }
             anyhow::Ok(listeners)
@@ -215,7 +214,7 @@ impl App {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
-                    .with_context(|| format!("binding the admin listener {addr}"))?,
+                    .map_err(|e| bind_error("the admin listener", addr, e))?,
             ),
             None => None,
         };
@@ -431,5 +430,30 @@ impl App {
         let _ = tokio::task::spawn_blocking(move || reload_thread.join()).await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// A listener that cannot be bound, said so that an admin knows what to do: a port below 1024
+/// without the capability to bind it, or a port another program holds.
+fn bind_error(what: &str, addr: SocketAddr, err: std::io::Error) -> anyhow::Error {
+    match err.kind() {
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
+            let exe = std::env::current_exe()
+                .map_or_else(|_| "schooldns".to_string(), |p| p.display().to_string());
+            anyhow::anyhow!(
+                "binding {what} {addr}: permission denied. Ports below 1024 need the \
+                 CAP_NET_BIND_SERVICE capability, not root: run schooldns as its systemd service \
+                 (the Debian package's unit grants it with AmbientCapabilities), or grant it to \
+                 this binary once with `sudo setcap cap_net_bind_service=+ep {exe}`, or listen \
+                 on a port of 1024 or more"
+            )
+        }
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "binding {what} {addr}: the address is already in use by another program \
+             (`ss -lntup 'sport = :{}'` shows which; on many systems systemd-resolved holds \
+             127.0.0.53:53: listen on the machine's own addresses instead)",
+            addr.port()
+        ),
+        _ => anyhow::Error::new(err).context(format!("binding {what} {addr}")),
     }
 }

@@ -582,3 +582,46 @@ fn users_are_added_with_one_time_passwords_and_managed_in_place() {
     let list = stdout(&users(&["list"]));
     assert!(!list.contains("disabled"), "passwd enables again: {list}");
 }
+
+/// Port 53 without the capability to bind it: the error says how to fix it. Run as the
+/// unprivileged `nobody` through `setpriv` (needs root to switch; CI runs as root).
+#[test]
+fn port_53_without_the_capability_says_how_to_fix_it() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os("SCHOOLDNS_REQUIRE_CLIENTS").is_none(),
+            "this test switches to an unprivileged user and needs root in CI"
+        );
+        eprintln!("skipping: not root, cannot switch to an unprivileged user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[server]\nudp = [\"127.0.0.1:53\"]\ntcp = []\n[hitlog]\nenabled = false\n[profiles.p]\n\
+         [[schools]]\nid = \"a\"\nname = \"A\"\nnetworks = [\"127.0.0.0/8\"]\nprofile = \"p\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_schooldns"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("binding UDP 127.0.0.1:53: permission denied")
+            && err.contains("CAP_NET_BIND_SERVICE")
+            && err.contains("setcap cap_net_bind_service=+ep"),
+        "{err}"
+    );
+}
