@@ -630,3 +630,82 @@ fn port_53_without_the_capability_says_how_to_fix_it() {
         "{err}"
     );
 }
+
+/// `schooldns init` writes a starter config from flags: the schools given, the shipped
+/// categories and profiles with the given paths, no demo tokens; it compiles and serves; a
+/// second run without `--force` refuses to overwrite; a bad school is refused with why.
+#[test]
+fn init_writes_a_starter_config_that_serves() {
+    let d = District::new();
+    let config = d.path("etc/schooldns.toml");
+    let port = free_port();
+    let lists = repo_root().join("blocklists");
+    let init = |extra: &[&str]| {
+        let mut args = vec![
+            "init".to_string(),
+            "--config".into(),
+            config.display().to_string(),
+            "--lists".into(),
+            lists.display().to_string(),
+            "--state".into(),
+            d.path("state").display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--console".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--timezone".into(),
+            "Asia/Ho_Chi_Minh".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Command::new(env!("CARGO_BIN_EXE_schooldns"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = init(&[
+        "--school",
+        "thcs-a,Trường THCS A,127.0.0.0/8,primary",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("id = \"thcs-a\"") && text.contains("Trường THCS A"));
+    assert!(!text.contains("sha256"), "no demo tokens");
+    assert!(!text.contains("demo-lab"), "no demo schools");
+    assert!(text.contains(&format!("{}/ut1/adult", lists.display())));
+    // It serves: a blocked name from the school's network.
+    let mut child = spawn_serve(&config, Stdio::null());
+    let mut status = String::new();
+    for _ in 0..100 {
+        let dig = Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "+tries=1",
+                "+time=1",
+                "www.pornhub.com",
+                "A",
+            ])
+            .output();
+        if let Ok(o) = dig
+            && let Some(s) = stdout(&o).split("status: ").nth(1)
+        {
+            status = s.split(',').next().unwrap_or("").to_string();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, "NXDOMAIN");
+    // Not twice, and not with a bad school.
+    let again = init(&["--school", "x,X,10.0.0.0/8"]);
+    assert!(!again.status.success() && stderr(&again).contains("--force"));
+    let bad = init(&["--force", "--school", "x,X,not-a-network"]);
+    assert!(
+        !bad.status.success() && stderr(&bad).contains("not a network"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 mod devices;
 mod hits;
+mod init;
 mod timeline;
 mod users;
 
@@ -70,6 +71,9 @@ pub enum Command {
     Devices(devices::DevicesArgs),
     /// Manage the web console's people: `add`, `passwd`, `disable`, `list`.
     Users(users::UsersArgs),
+    /// Write a starter config for a district from a few answers (flags, or questions on a
+    /// terminal): listeners, upstreams, time zone, console, schools.
+    Init(init::InitArgs),
     /// Show what the policy decides for names asked by a client address, and why.
     Explain {
         /// Names to explain; `-` reads one name per line from standard input.
@@ -107,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hits(args) => hits::run(&args),
         Command::Devices(args) => devices::run(&args),
         Command::Users(args) => users::run(&args),
+        Command::Init(args) => init::run(&args),
         Command::Explain {
             names,
             client,
