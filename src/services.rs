@@ -95,13 +95,8 @@ impl Catalog {
 /// Reads the catalogue at `path`; list files are relative to its folder. Mistakes (unknown
 /// keys, an id used twice, a missing list file) name the catalogue file, line and key.
 pub fn read(path: &Path) -> Result<Catalog, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        key: String::new(),
-        message: format!("cannot read the services catalogue: {e}"),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::unreadable(path, "the services catalogue", &e))?;
     let source = SourceText::new(path, text);
     let file: CatalogFile = toml::from_str(&source.text).map_err(|e| source.from_toml(&e))?;
     let folder = path.parent().unwrap_or(Path::new("."));
@@ -199,13 +194,11 @@ pub fn read_toggles(path: &Path) -> Result<LoadedToggles, ConfigError> {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => {
-            return Err(ConfigError {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                key: String::new(),
-                message: format!("cannot read the service toggles file: {e}"),
-            });
+            return Err(ConfigError::unreadable(
+                path,
+                "the service toggles file",
+                &e,
+            ));
         }
     };
     let source = SourceText::new(path, text);

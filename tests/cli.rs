@@ -663,10 +663,7 @@ fn init_writes_a_starter_config_that_serves() {
             .output()
             .unwrap()
     };
-    let out = init(&[
-        "--school",
-        "thcs-a,Trường THCS A,127.0.0.0/8,primary",
-    ]);
+    let out = init(&["--school", "thcs-a,Trường THCS A,127.0.0.0/8,primary"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("id = \"thcs-a\"") && text.contains("Trường THCS A"));

@@ -169,13 +169,7 @@ pub fn read(config: &Config) -> Result<Calendar, ConfigError> {
             String::new()
         }
         Err(e) => {
-            return Err(ConfigError {
-                file: path.clone(),
-                line: 0,
-                column: 0,
-                key: String::new(),
-                message: format!("cannot read the calendar file: {e}"),
-            });
+            return Err(ConfigError::unreadable(path, "the calendar file", &e));
         }
     };
     parse(path, text, config)

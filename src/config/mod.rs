@@ -835,13 +835,8 @@ impl LoadedConfig {
     /// Reads and parses a config file. Syntax errors, unknown keys and wrongly typed values
     /// come back with file, line and key.
     pub fn read(path: &Path) -> Result<LoadedConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            key: String::new(),
-            message: format!("cannot read config: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::unreadable(path, "config", &e))?;
         LoadedConfig::parse(path, text)
     }
 

@@ -84,13 +84,8 @@ pub struct LoadedDevices {
 /// Reads and parses the devices file; syntax errors, unknown keys, bad ids and weak tokens
 /// come back with file, line and key.
 pub fn read(path: &Path) -> Result<LoadedDevices, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        key: String::new(),
-        message: format!("cannot read the devices file: {e}"),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::unreadable(path, "the devices file", &e))?;
     parse(path, text)
 }
 
