@@ -19,6 +19,11 @@
 //!   the queries and exports that read them back.
 //! - [`exceptions`]: one name allowed or blocked for one school or the district, in a file the
 //!   console writes; the policy compiles those in force.
+//! - [`services`]: the catalogue of named services (TikTok, Roblox, Zoom, …) and the console's
+//!   per-profile and per-school toggles.
+//! - [`calendar`]: exam days and holidays, from the calendar file and imported iCal calendars.
+//! - [`clock`] and [`schedule_timer`]: the time rules are judged by (a test may shift it), and
+//!   the thread that switches each place's precompiled rules at a schedule's or a day's edge.
 //! - [`access`]: bearer tokens and the roles they grant (district, police, one school).
 //! - [`console`]: the web console: people, sessions, pages in Vietnamese and English.
 //! - [`admin`] and [`metrics`]: `/metrics`, `/health`, `/reload` and the hit-log read API on
@@ -37,7 +42,8 @@
 //! 3. The source address selects school and profile (longest prefix), or, for DoT and DoH, the
 //!    device token does; otherwise the query is refused.
 //! 4. The qname becomes a [`name::QueryName`] once.
-//! 5. [`policy::Policy::decide`] answers: exceptions, then allow-list, then blocked categories, then bypass
+//! 5. [`policy::Policy::decide`] answers for the place's rules in force now (one atomic load:
+//!    the schedule timer keeps them current): exceptions, then allow-list, then blocked categories, then bypass
 //!    protection, then safe search, then allow. Pure, lock-free, allocation-free.
 //! 6. Blocks are answered from the profile's block answer and recorded in the hit log.
 //! 7. Allowed names go to the cache (one lookup: fresh, stale or miss), then upstream;
