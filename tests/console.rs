@@ -942,6 +942,21 @@ async fn services_and_the_calendar_from_the_console() {
         .await
             < Duration::from_secs(5)
     );
+    // The hit names its service; the API filters by it and takes the `services` category.
+    server.hits.flush();
+    let (status, body) = get_as(
+        admin,
+        &boss_id,
+        "/api/hits?service=tiktok&category=services",
+    )
+    .await;
+    assert!(status.contains("200"), "{status} {body}");
+    assert!(
+        body.contains("\"qname\":\"www.tiktok.com\"") && body.contains("\"service\":\"tiktok\""),
+        "{body}"
+    );
+    let (_, body) = get_as(admin, &boss_id, "/api/hits?service=roblox").await;
+    assert!(body.contains("\"hits\":[]"), "{body}");
     let toggles = std::fs::read_to_string(server.district.path("toggles.toml")).unwrap();
     assert!(
         toggles.contains("[profiles.primary]") && toggles.contains("\"tiktok\""),
@@ -1022,6 +1037,7 @@ async fn services_and_the_calendar_from_the_console() {
         .await
             < Duration::from_secs(5)
     );
+    server.hits.flush();
     let (_, page) = get_as(admin, &boss_id, "/console/audit").await;
     assert!(
         page.contains("services")

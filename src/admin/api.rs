@@ -83,6 +83,7 @@ impl Known {
                 .policy
                 .categories()
                 .iter()
+                .filter(|c| c.service.is_none())
                 .map(|c| c.name.clone())
                 .chain(crate::policy::BUILT_IN_CATEGORIES.map(String::from))
                 .collect(),
@@ -91,8 +92,8 @@ impl Known {
 }
 
 /// Parameters every read path takes: the filter.
-const FILTER_PARAMS: [&str; 7] = [
-    "school", "category", "client", "device", "name", "since", "until",
+const FILTER_PARAMS: [&str; 8] = [
+    "school", "category", "service", "client", "device", "name", "since", "until",
 ];
 
 /// A 400 naming what was wrong.
@@ -172,6 +173,7 @@ pub(crate) fn filter(
     Ok(HitFilter {
         schools,
         categories,
+        services: HitFilter::list(request.params("service")),
         name: request.param("name").map(str::to_string),
         client: request
             .param("client")

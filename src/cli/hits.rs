@@ -24,6 +24,9 @@ pub struct HitsArgs {
     /// Only these categories (repeat the flag, or `--category malware,phishing`).
     #[arg(long)]
     pub category: Vec<String>,
+    /// Only blocks from these services' lists (`--service tiktok,roblox`).
+    #[arg(long)]
+    pub service: Vec<String>,
     /// Only names containing this (e.g. `tiktok`).
     #[arg(long)]
     pub name: Option<String>,
@@ -70,6 +73,7 @@ pub fn run(args: &HitsArgs) -> anyhow::Result<ExitCode> {
     let filter = HitFilter {
         schools: HitFilter::list(args.school.iter().map(String::as_str)),
         categories: HitFilter::list(args.category.iter().map(String::as_str)),
+        services: HitFilter::list(args.service.iter().map(String::as_str)),
         name: args.name.clone(),
         client: args
             .client

@@ -22,6 +22,8 @@ pub struct HitFilter {
     pub schools: Vec<String>,
     /// Category names.
     pub categories: Vec<String>,
+    /// Service ids (`tiktok`): records whose rule came from one of these services' lists.
+    pub services: Vec<String>,
     /// A part of the name asked (case-insensitive substring).
     pub name: Option<String>,
     /// Client address as stored (see [`HitFilter::client_from`]).
@@ -89,6 +91,14 @@ impl HitFilter {
                     values.extend(many.iter().map(|id| Value::Integer(*id)));
                 }
             }
+        }
+        if !self.services.is_empty() {
+            // Services live in the few rows of `contexts`: the matching ids are gathered once.
+            clauses.push(format!(
+                "r.context IN (SELECT id FROM contexts WHERE service IN ({}))",
+                vec!["?"; self.services.len()].join(", ")
+            ));
+            values.extend(self.services.iter().map(|s| Value::Text(s.clone())));
         }
         if let Some(part) = &self.name {
             // Names are stored normalised (lower case); LIKE's wildcards in the part are
@@ -482,14 +492,19 @@ pub fn summary_exact(
 }
 
 /// [`summary`] from the daily rollup, when it can answer exactly: it is complete and counts
-/// days in `zone`, the filter names only schools, categories and whole local days.
+/// days in `zone`, the filter names only schools, categories and whole local days (the rollup
+/// does not keep services).
 fn summary_from_rollup(
     conn: &Connection,
     filter: &HitFilter,
     zone: &jiff::tz::TimeZone,
 ) -> rusqlite::Result<Option<Vec<SummaryRow>>> {
     use super::rollup::{date_of, day_of, day_start};
-    if filter.name.is_some() || filter.client.is_some() || filter.device.is_some() {
+    if filter.name.is_some()
+        || filter.client.is_some()
+        || filter.device.is_some()
+        || !filter.services.is_empty()
+    {
         return Ok(None);
     }
     // A bound that is not a local midnight would cut a day the rollup holds whole.

@@ -150,8 +150,9 @@ pub struct School {
     pub networks: Vec<(ipnet::IpNet, u32)>,
 }
 
-/// Categories of the rules built into every policy (not configured): hit records carry them.
-pub const BUILT_IN_CATEGORIES: [&str; 2] = ["bypass-protection", "safe-search"];
+/// Categories hit records carry besides the configured ones: the rules built into every policy,
+/// and `services` for a named service's list (the service is in the record's `service`).
+pub const BUILT_IN_CATEGORIES: [&str; 3] = ["bypass-protection", "safe-search", "services"];
 
 /// The compiled policy.
 #[derive(Debug)]
