@@ -16,7 +16,7 @@ use crate::exceptions::{self, Exception, NewException};
 use crate::lists::Action;
 
 /// Runs a file edit off the runtime's workers.
-async fn edit<T: Send + 'static>(
+pub(super) async fn edit<T: Send + 'static>(
     work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> Result<T, String> {
     match tokio::task::spawn_blocking(work).await {
@@ -27,7 +27,7 @@ async fn edit<T: Send + 'static>(
 }
 
 /// Asks the reload thread to reload now (the file watcher would too, after its debounce).
-fn reload_now(state: &AdminState) {
+pub(super) fn reload_now(state: &AdminState) {
     if let Ok(tx) = state.reload.lock() {
         let _ = tx.send(crate::reload::Trigger::Reload { force: false });
     }

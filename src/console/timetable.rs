@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use maud::{Markup, html};
 
+use super::manage::{edit, reload_now};
 use super::ui::{self, Ctx, enc};
 use super::{Incoming, audit};
 use crate::admin::AdminState;
@@ -17,15 +18,6 @@ use crate::admin::http::Response;
 use crate::policy::time::DAYS;
 use crate::policy::{Policy, School};
 use crate::services::Target;
-
-/// Runs a file edit off the runtime's workers.
-async fn edit(work: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> Result<(), String> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => Err(format!("{err:#}")),
-        Err(err) => Err(err.to_string()),
-    }
-}
 
 /// Only the district changes services and the calendar.
 fn refuse_unless_district(ctx: &Ctx) -> Option<Response> {
@@ -40,12 +32,6 @@ fn refuse_unless_district(ctx: &Ctx) -> Option<Response> {
             ),
         )
     })
-}
-
-fn reload_now(state: &AdminState) {
-    if let Ok(tx) = state.reload.lock() {
-        let _ = tx.send(crate::reload::Trigger::Reload { force: false });
-    }
 }
 
 /// The policy's table index of a service.
