@@ -96,7 +96,17 @@ impl App {
         let live = Arc::new(Live::new(config, policy));
         let resolver = Arc::new(Resolver::new());
         let metrics = Arc::new(Metrics::default());
-        let hitlog = HitLog::start(&config.hitlog).context("starting the hit-log writer")?;
+        let status: crate::hitlog::postgres::ship::StatusSource = {
+            let (live, metrics) = (Arc::clone(&live), Arc::clone(&metrics));
+            Arc::new(move || crate::hitlog::postgres::ship::InstanceStatus {
+                policy_version: format!("{:016x}", live.policy().version()),
+                config_version: None,
+                queries: metrics.total_queries(),
+                sync_error: None,
+            })
+        };
+        let hitlog =
+            HitLog::start_with(&config.hitlog, status).context("starting the hit-log writer")?;
         live.follow_hits(hitlog.sender());
         let refusals = Arc::new(RefusalLimit::new());
         let checks = Arc::new(crate::devices::check::DeviceChecks::default());
@@ -256,6 +266,8 @@ impl App {
             encrypted: encrypted.as_ref().map(|(shared, _, _)| Arc::clone(shared)),
             certs,
             console: crate::console::Console::new(config.admin.tls),
+            ship: hitlog.ship_stats(),
+            instance: config.hitlog.instance_id(),
         });
         let trigger = reload_trigger.clone();
         let refresher = subscriptions::spawn_refresher(

@@ -196,5 +196,10 @@ pub fn restart_needed(started: &Config, new: &Config) -> Vec<String> {
     differs!(hitlog.path);
     differs!(hitlog.queue);
     differs!(hitlog.json);
+    differs!(hitlog.backend);
+    differs!(hitlog.url);
+    differs!(hitlog.password_file);
+    differs!(hitlog.spool_max_mb);
+    differs!(hitlog.instance);
     keys
 }

@@ -813,6 +813,7 @@ async fn a_rise_of_malware_hits_is_highlighted() {
                 cname: None,
                 policy_version: "0".into(),
                 service: None,
+                instance: None,
             })
             .collect();
         store.write(&mut records, &[]).unwrap();

@@ -437,6 +437,7 @@ async fn expired_records_are_deleted_per_category_retention() {
             cname: None,
             policy_version: "0".into(),
             service: None,
+            instance: None,
         };
         let mut records = vec![
             old(40, "adult", "expired.example"),
@@ -1088,6 +1089,7 @@ fn the_daily_rollup_agrees_with_the_records() {
         cname: None,
         policy_version: "0".into(),
         service: None,
+        instance: None,
     };
     let batch = |from: i64| -> Vec<schooldns::hitlog::HitRecord> {
         (from..from + 60)

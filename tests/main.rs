@@ -15,6 +15,8 @@
 //! - `schedules`: services and rules in time on the real binary with its clock set: lessons,
 //!   holidays, exam days (calendar file and iCal import), a device's bedtime, the edge under load.
 //! - `shipped`: the shipped config and every shipped blocklist.
+//! - `district`: several resolvers, one PostgreSQL hit store (a throwaway cluster), one config
+//!   origin.
 
 mod alloc;
 mod cli;
@@ -22,6 +24,7 @@ mod clients;
 mod common;
 mod console;
 mod devices;
+mod district;
 mod hitlog;
 mod http2;
 mod parsers;

@@ -65,6 +65,7 @@ pub fn synthetic(i: usize, n: usize, now: i64, rng: &mut support::Rng) -> HitRec
         cname: None,
         policy_version: "c0050ab96f7bf653".into(),
         service: None,
+        instance: None,
     }
 }
 

@@ -34,6 +34,8 @@ pub struct HitReader {
     path: PathBuf,
     zone: jiff::tz::TimeZone,
     keep: ClientAddress,
+    /// With `backend = "postgres"`: the shared store, read instead of the local spool.
+    shared: Option<crate::hitlog::postgres::read::Pool>,
 }
 
 impl HitReader {
@@ -43,6 +45,8 @@ impl HitReader {
             path: config.path.clone(),
             zone: time::zone(config),
             keep: config.client_address,
+            shared: (config.backend == crate::config::HitlogBackend::Postgres)
+                .then(|| crate::hitlog::postgres::read::Pool::new(config)),
         }
     }
 
@@ -55,6 +59,7 @@ impl HitReader {
     pub fn following(&self, config: &HitlogConfig) -> HitReader {
         HitReader {
             path: self.path.clone(),
+            shared: self.shared.clone(),
             ..HitReader::new(config)
         }
     }
@@ -237,7 +242,7 @@ pub fn hits(request: &Request, role: &Role, reader: &HitReader, known: &Known) -
         Err(response) => return response,
     };
     let page = match open(reader) {
-        Ok(Some(conn)) => match query::list(&conn, &filter, Some(limit), cursor) {
+        Ok(Some(mut conn)) => match conn.list(&filter, Some(limit), cursor) {
             Ok(page) => page,
             Err(err) => return QueryFailed::from(err).into(),
         },
@@ -288,8 +293,8 @@ fn export_csv(
         let _ = export::csv_line(&mut chunk, &export::csv_header_in(&zone, vietnamese));
         let mut open = true;
         let mut left = most.unwrap_or(usize::MAX);
-        if let Some(conn) = conn {
-            let walked = query::for_each(&conn, &filter, |record| {
+        if let Some(mut conn) = conn {
+            let walked = conn.for_each(&filter, |record| {
                 let _ = export::csv_line(&mut chunk, &export::csv_fields(&record, &zone, &schools));
                 if chunk.len() >= EXPORT_CHUNK {
                     let full =
@@ -341,7 +346,7 @@ pub fn top(request: &Request, role: &Role, reader: &HitReader, known: &Known) ->
         Err(response) => return response,
     };
     let rows = match open(reader) {
-        Ok(Some(conn)) => match query::top(&conn, &filter, by, limit) {
+        Ok(Some(mut conn)) => match conn.top(&filter, by, limit) {
             Ok(rows) => rows,
             Err(err) => return QueryFailed::from(err).into(),
         },
@@ -365,7 +370,7 @@ pub fn summary(request: &Request, role: &Role, reader: &HitReader, known: &Known
         .since_ms
         .get_or_insert(now - DEFAULT_SUMMARY_DAYS * 86_400_000);
     let rows = match open(reader) {
-        Ok(Some(conn)) => match query::summary(&conn, &filter, &reader.zone) {
+        Ok(Some(mut conn)) => match conn.summary(&filter, &reader.zone) {
             Ok(rows) => rows,
             Err(err) => return QueryFailed::from(err).into(),
         },
@@ -409,7 +414,7 @@ pub fn audit(request: &Request, role: &Role, reader: &HitReader) -> Response {
         Err(response) => return response,
     };
     let entries = match open(reader) {
-        Ok(Some(conn)) => match crate::hitlog::audit::list(&conn, since, limit) {
+        Ok(Some(mut conn)) => match conn.audit(since, limit) {
             Ok(entries) => entries,
             Err(err) => return QueryFailed::from(err).into(),
         },
@@ -441,6 +446,12 @@ impl From<rusqlite::Error> for QueryFailed {
     }
 }
 
+impl From<query::ReadError> for QueryFailed {
+    fn from(err: query::ReadError) -> QueryFailed {
+        QueryFailed(err.to_string())
+    }
+}
+
 impl From<QueryFailed> for Response {
     fn from(err: QueryFailed) -> Response {
         tracing::warn!(error = %err.0, "hit-log query failed");
@@ -452,11 +463,17 @@ impl From<QueryFailed> for Response {
 }
 
 /// A read-only connection; `None` while the file does not exist yet (nothing recorded).
-pub(crate) fn open(reader: &HitReader) -> Result<Option<rusqlite::Connection>, QueryFailed> {
+pub(crate) fn open(reader: &HitReader) -> Result<Option<query::HitDb>, QueryFailed> {
+    if let Some(pool) = &reader.shared {
+        return match pool.get() {
+            Ok(conn) => Ok(Some(query::HitDb::Postgres(conn))),
+            Err(err) => Err(QueryFailed(err.detail())),
+        };
+    }
     if !reader.path.exists() {
         return Ok(None);
     }
     let conn = store::open_reader(&reader.path)?;
     // The writer creates the schema just after the file; between the two there is nothing.
-    Ok(schema::ready(&conn)?.then_some(conn))
+    Ok(schema::ready(&conn)?.then_some(query::HitDb::Sqlite(conn)))
 }

@@ -65,6 +65,10 @@ pub struct AdminState {
     pub write_timeout: Duration,
     /// The web console's sessions and sign-in limits.
     pub console: crate::console::Console,
+    /// With a PostgreSQL hit store: the shipper's counters and every instance's row.
+    pub ship: Option<Arc<crate::hitlog::postgres::ship::ShipStats>>,
+    /// This resolver's instance id (`[hitlog] instance`).
+    pub instance: String,
 }
 
 impl AdminState {
@@ -107,6 +111,9 @@ impl AdminState {
             );
         }
         self.hits.render(&mut out);
+        if let Some(ship) = &self.ship {
+            ship.render(&mut out, &self.instance);
+        }
         crate::logging::render_metrics(&mut out);
         crate::server::slots::render_metrics(&mut out, &self.slots);
         let _ = write!(

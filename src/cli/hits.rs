@@ -107,20 +107,7 @@ pub fn run(args: &HitsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let format = Format::parse(&args.format).context("format")?;
-    let path = &hitlog.path;
-    if !path.exists() {
-        bail!(
-            "{}: no hit log yet (nothing has been blocked since [hitlog] path was set)",
-            path.display()
-        );
-    }
-    let conn = store::open_reader(path).with_context(|| format!("opening {}", path.display()))?;
-    if !schema::ready(&conn).with_context(|| format!("reading {}", path.display()))? {
-        bail!(
-            "{}: no hit log yet (the server has not finished creating it)",
-            path.display()
-        );
-    }
+    let mut conn = open_store(hitlog)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let default_limit = match (format, &args.top) {
         (_, Some(_)) | (Format::Table, None) => Some(50),
@@ -133,14 +120,14 @@ pub fn run(args: &HitsArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(by) = &args.top {
         let by = TopBy::parse(by).context("--top")?;
-        let rows = query::top(&conn, &filter, by, limit.unwrap_or(usize::MAX >> 1))?;
+        let rows = conn.top(&filter, by, limit.unwrap_or(usize::MAX >> 1))?;
         let what = by.column();
         export::write_top(&mut out, format, what, &rows)?;
     } else if args.summary {
-        let rows = query::summary(&conn, &filter, &zone)?;
+        let rows = conn.summary(&filter, &zone)?;
         export::write_summary(&mut out, format, &rows)?;
     } else {
-        let page = query::list(&conn, &filter, limit, None)?;
+        let page = conn.list(&filter, limit, None)?;
         let schools: SchoolNames = loaded
             .config
             .schools
@@ -157,4 +144,29 @@ pub fn run(args: &HitsArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The store `hits` reads: the shared PostgreSQL store with `backend = "postgres"` (every
+/// instance's records), else the SQLite file.
+fn open_store(hitlog: &crate::config::HitlogConfig) -> anyhow::Result<query::HitDb> {
+    if hitlog.backend == crate::config::HitlogBackend::Postgres {
+        let pool = crate::hitlog::postgres::read::Pool::new(hitlog);
+        let conn = pool.get().map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
+        return Ok(query::HitDb::Postgres(conn));
+    }
+    let path = &hitlog.path;
+    if !path.exists() {
+        bail!(
+            "{}: no hit log yet (nothing has been blocked since [hitlog] path was set)",
+            path.display()
+        );
+    }
+    let conn = store::open_reader(path).with_context(|| format!("opening {}", path.display()))?;
+    if !schema::ready(&conn).with_context(|| format!("reading {}", path.display()))? {
+        bail!(
+            "{}: no hit log yet (the server has not finished creating it)",
+            path.display()
+        );
+    }
+    Ok(query::HitDb::Sqlite(conn))
 }

@@ -121,6 +121,21 @@ fn check_tokens(loaded: &LoadedConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Whether a connection URL carries a password (`postgres://user:secret@host/db` or
+/// `password=` in key-value form).
+fn url_has_password(url: &str) -> bool {
+    match url.split_once("://") {
+        Some((_, rest)) => {
+            let authority = rest.split(['/', '?']).next().unwrap_or_default();
+            authority
+                .rsplit_once('@')
+                .is_some_and(|(user, _)| user.contains(':'))
+                || rest.contains("password=")
+        }
+        None => url.contains("password="),
+    }
+}
+
 fn check_hitlog(loaded: &LoadedConfig) -> Result<(), ConfigError> {
     let (config, source) = (&loaded.config, &loaded.source);
     let hitlog = &config.hitlog;
@@ -141,6 +156,45 @@ fn check_hitlog(loaded: &LoadedConfig) -> Result<(), ConfigError> {
     }
     if hitlog.queue == 0 {
         return Err(source.error("hitlog.queue", "must be at least 1"));
+    }
+    if hitlog.backend == crate::config::HitlogBackend::Postgres {
+        let Some(url) = &hitlog.url else {
+            return Err(source.error(
+                "hitlog.backend",
+                "`postgres` needs `url` in [hitlog] (postgres://user@host:5432/database)",
+            ));
+        };
+        if let Err(e) = url.get_ref().parse::<postgres::Config>() {
+            return Err(source.error_at(
+                url.span(),
+                "hitlog.url",
+                format!("not a PostgreSQL URL: {e}"),
+            ));
+        }
+        if url_has_password(url.get_ref()) {
+            return Err(source.error_at(
+                url.span(),
+                "hitlog.url",
+                "holds a password: put it in the file `password_file` names instead",
+            ));
+        }
+        if hitlog.spool_max_mb == 0 {
+            return Err(source.error("hitlog.spool_max_mb", "must be at least 1"));
+        }
+    }
+    if let Some(id) = &hitlog.instance
+        && (id.get_ref().is_empty()
+            || id.get_ref().len() > 64
+            || !id
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+    {
+        return Err(source.error_at(
+            id.span(),
+            "hitlog.instance",
+            "must be 1 to 64 letters, digits, `-`, `_` or `.`",
+        ));
     }
     for (category, days) in &hitlog.category_retention_days {
         let key = format!("hitlog.category_retention_days.{category}");

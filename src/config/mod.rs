@@ -766,6 +766,60 @@ pub struct HitlogConfig {
     /// absent: the system's.
     #[serde(default)]
     pub timezone: Option<Spanned<String>>,
+    /// Where records are kept for readers: `sqlite` (the file at `path`, the default) or
+    /// `postgres` (the file becomes this instance's spool, shipped to `url`).
+    #[serde(default)]
+    pub backend: HitlogBackend,
+    /// PostgreSQL connection URL (`postgres://schooldns@db.example:5432/schooldns`), without
+    /// the password.
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    /// File holding the PostgreSQL password (one line), readable by the service only.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Most megabytes of unshipped records the spool may hold while PostgreSQL cannot take
+    /// them; past it new hits are dropped, counted and warned about.
+    #[serde(default = "default_spool_max_mb")]
+    pub spool_max_mb: u64,
+    /// This resolver's name in the shared hit store and the instances view; absent: the
+    /// host name.
+    #[serde(default)]
+    pub instance: Option<Spanned<String>>,
+}
+
+/// `[hitlog] backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HitlogBackend {
+    /// The SQLite file at `path`.
+    #[default]
+    Sqlite,
+    /// PostgreSQL at `url`, fed from the SQLite spool at `path`.
+    Postgres,
+}
+
+impl HitlogConfig {
+    /// This instance's id: `[hitlog] instance`, else the host name.
+    pub fn instance_id(&self) -> String {
+        match &self.instance {
+            Some(id) => id.get_ref().clone(),
+            None => host_name(),
+        }
+    }
+}
+
+/// The machine's host name (`localhost` when it cannot be read).
+pub fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|text| text.trim().to_string())
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn default_spool_max_mb() -> u64 {
+    1024
 }
 
 /// `[hitlog] client_address`.
@@ -818,6 +872,11 @@ impl Default for HitlogConfig {
             queue: default_hitlog_queue(),
             json: None,
             timezone: None,
+            backend: HitlogBackend::default(),
+            url: None,
+            password_file: None,
+            spool_max_mb: default_spool_max_mb(),
+            instance: None,
         }
     }
 }

@@ -46,7 +46,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| e.to_string())?
 }
 
-fn opened(reader: &HitReader) -> Result<Option<rusqlite::Connection>, String> {
+fn opened(reader: &HitReader) -> Result<Option<query::HitDb>, String> {
     api::open(reader).map_err(|e| e.0)
 }
 
@@ -357,15 +357,15 @@ pub async fn overview(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -
     let scope_school = ctx.role().school().map(str::to_string);
     let data = blocking(move || {
         let today = today_start(&zone);
-        let Some(conn) = opened(&reading.reader)? else {
+        let Some(mut conn) = opened(&reading.reader)? else {
             return Ok(None);
         };
-        let e = |e: rusqlite::Error| e.to_string();
+        let e = |e: query::ReadError| e.to_string();
         // 30 days of day × category × school: the chart, the per-school table and the
         // attack baseline all come from this one query.
         let mut month = filter.clone();
         month.since_ms = Some(today - 29 * DAY_MS);
-        let rows = query::summary(&conn, &month, &zone).map_err(e)?;
+        let rows = conn.summary(&month, &zone).map_err(e)?;
         let day_names: Vec<String> = (0..days_shown)
             .rev()
             .map(|back| time::local_date(today - back * DAY_MS + DAY_MS / 2, &zone).to_string())
@@ -418,13 +418,13 @@ pub async fn overview(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -
         // The tops of the last 24 hours, in one pass over their records.
         let mut day = filter.clone();
         day.since_ms = Some(now_ms() - DAY_MS);
-        let tops = query::tops(&conn, &day, 10).map_err(e)?;
+        let tops = conn.tops(&day, 10).map_err(e)?;
         let in_scope: Vec<String> = schools
             .iter()
             .filter(|s| scope_school.as_ref().is_none_or(|own| own == *s))
             .cloned()
             .collect();
-        let last_hit = query::last_hits(&conn, &in_scope).map_err(e)?;
+        let last_hit = conn.last_hits(&in_scope).map_err(e)?;
         Ok(Some(OverviewData {
             days: day_names,
             series,
@@ -578,9 +578,7 @@ pub async fn hits(state: &Arc<AdminState>, ctx: &Ctx, incoming: &Incoming) -> Re
             let (f, reader) = (f.clone(), reading.reader.clone());
             Some(
                 blocking(move || match opened(&reader)? {
-                    Some(conn) => {
-                        query::list(&conn, &f, Some(PAGE), cursor).map_err(|e| e.to_string())
-                    }
+                    Some(mut conn) => conn.list(&f, Some(PAGE), cursor).map_err(|e| e.to_string()),
                     None => Ok(query::Page {
                         hits: Vec::new(),
                         next: None,
@@ -690,7 +688,7 @@ pub async fn hit(state: &Arc<AdminState>, ctx: &Ctx, id: &str) -> Response {
     let reading = reading(state);
     let reader = reading.reader.clone();
     let found: Result<Option<HitRecord>, String> = blocking(move || match opened(&reader)? {
-        Some(conn) => crate::hitlog::store::record_by_id(&conn, id).map_err(|e| e.to_string()),
+        Some(mut conn) => conn.record_by_id(id).map_err(|e| e.to_string()),
         None => Ok(None),
     })
     .await;
@@ -820,9 +818,10 @@ pub async fn school(state: &Arc<AdminState>, ctx: &Ctx, id: &str) -> Response {
     let top = match filter {
         Ok(f) => {
             blocking(move || match opened(&reader)? {
-                Some(conn) => Ok((
-                    query::top(&conn, &f, TopBy::Categories, 20).map_err(|e| e.to_string())?,
-                    query::top(&conn, &f, TopBy::Names, 10).map_err(|e| e.to_string())?,
+                Some(mut conn) => Ok((
+                    conn.top(&f, TopBy::Categories, 20)
+                        .map_err(|e| e.to_string())?,
+                    conn.top(&f, TopBy::Names, 10).map_err(|e| e.to_string())?,
                 )),
                 None => Ok((Vec::new(), Vec::new())),
             })
@@ -1140,7 +1139,7 @@ pub async fn audit_log(state: &Arc<AdminState>, ctx: &Ctx) -> Response {
     }
     let reader = reading(state).reader;
     let entries = blocking(move || match opened(&reader)? {
-        Some(conn) => crate::hitlog::audit::list(&conn, None, 200).map_err(|e| e.to_string()),
+        Some(mut conn) => conn.audit(None, 200).map_err(|e| e.to_string()),
         None => Ok(Vec::new()),
     })
     .await;

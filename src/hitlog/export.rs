@@ -70,6 +70,7 @@ pub fn record_value(r: &HitRecord, zone: &TimeZone, schools: Option<&SchoolNames
         "entry": r.entry,
         "cname": r.cname,
         "policy_version": r.policy_version,
+        "instance": r.instance,
     })
 }
 
@@ -78,7 +79,7 @@ pub fn record_json(r: &HitRecord, zone: &TimeZone, schools: Option<&SchoolNames>
     record_value(r, zone, schools).to_string()
 }
 
-const CSV_HEADER: [&str; 20] = [
+const CSV_HEADER: [&str; 21] = [
     "time_local",
     "time_utc",
     "last_seen_utc",
@@ -99,10 +100,11 @@ const CSV_HEADER: [&str; 20] = [
     "cname",
     "policy_version",
     "service",
+    "instance",
 ];
 
 /// [`CSV_HEADER`] in Vietnamese, for exports from the console in Vietnamese.
-const CSV_HEADER_VI: [&str; 20] = [
+const CSV_HEADER_VI: [&str; 21] = [
     "thoi_gian_dia_phuong",
     "thoi_gian_utc",
     "lan_cuoi_utc",
@@ -123,6 +125,7 @@ const CSV_HEADER_VI: [&str; 20] = [
     "cname",
     "phien_ban_chinh_sach",
     "dich_vu",
+    "may_chu_dns",
 ];
 
 /// A CSV field: quoted when needed, and defused when a spreadsheet would read it as a formula.
@@ -190,6 +193,7 @@ pub fn csv_fields(r: &HitRecord, zone: &TimeZone, schools: &SchoolNames) -> Vec<
         opt(&r.cname),
         r.policy_version.clone(),
         opt(&r.service),
+        opt(&r.instance),
     ]
 }
 

@@ -19,6 +19,7 @@
 pub mod audit;
 pub mod export;
 pub mod jsonlog;
+pub mod postgres;
 pub mod query;
 pub mod queue;
 pub mod record;
@@ -32,7 +33,7 @@ pub mod writer;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc;
 
 pub use record::{HitEvent, HitRecord};
@@ -62,6 +63,11 @@ pub struct HitStats {
     /// Hits received but lost in the writer (buffer full while the disk failed, or stopped
     /// before they could be written); also counted in `dropped`.
     pub lost: AtomicU64,
+    /// Set by the PostgreSQL shipper while the spool is at `spool_max_mb`: new records are
+    /// dropped (counted here and in `lost`) until it has room.
+    pub spool_full: AtomicBool,
+    /// Hits dropped because the spool was full.
+    pub spool_dropped: AtomicU64,
     /// When the last warning about dropped hits was logged (ms since epoch).
     last_drop_warning: AtomicI64,
 }
@@ -95,6 +101,11 @@ impl HitStats {
                 "expired_total",
                 "Hit records deleted by retention.",
                 &self.expired,
+            ),
+            (
+                "spool_dropped_total",
+                "Hits dropped because the PostgreSQL spool reached spool_max_mb.",
+                &self.spool_dropped,
             ),
         ];
         for (name, help, value) in counters {
@@ -221,16 +232,30 @@ impl HitSender {
 pub struct HitLog {
     sender: HitSender,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// With `backend = "postgres"`: the thread shipping the spool.
+    shipper: Option<postgres::ship::Shipper>,
+    ship_stats: Option<Arc<postgres::ship::ShipStats>>,
 }
 
 impl HitLog {
     /// Starts the writer thread for `config` (or a disabled log). An unwritable file does not
     /// stop the start: the writer reports it loudly and keeps retrying, and DNS keeps answering.
     pub fn start(config: &HitlogConfig) -> std::io::Result<HitLog> {
+        HitLog::start_with(config, Arc::new(postgres::ship::InstanceStatus::default))
+    }
+
+    /// [`HitLog::start`], with where a PostgreSQL shipper's heartbeat reads this instance's
+    /// policy version and query count.
+    pub fn start_with(
+        config: &HitlogConfig,
+        status: postgres::ship::StatusSource,
+    ) -> std::io::Result<HitLog> {
         if !config.enabled {
             return Ok(HitLog {
                 sender: HitSender::disabled(),
                 thread: None,
+                shipper: None,
+                ship_stats: None,
             });
         }
         if let Some(target) = &config.json
@@ -251,13 +276,34 @@ impl HitLog {
             false => store::Store::open(&config.path).ok(),
         };
         let thread = writer::spawn(config.clone(), store, control, Arc::clone(&stats))?;
+        let (shipper, ship_stats) = match config.backend {
+            crate::config::HitlogBackend::Sqlite => (None, None),
+            crate::config::HitlogBackend::Postgres => {
+                let ship_stats = Arc::new(postgres::ship::ShipStats::default());
+                let shipper = postgres::ship::Shipper::spawn(
+                    config.clone(),
+                    Arc::clone(&stats),
+                    Arc::clone(&ship_stats),
+                    status,
+                )?;
+                (Some(shipper), Some(ship_stats))
+            }
+        };
         Ok(HitLog {
             sender: HitSender {
                 queue: Some(queue),
                 stats,
             },
             thread: Some(thread),
+            shipper,
+            ship_stats,
         })
+    }
+
+    /// The PostgreSQL shipper's counters and its view of every instance (`None` with the
+    /// SQLite backend).
+    pub fn ship_stats(&self) -> Option<Arc<postgres::ship::ShipStats>> {
+        self.ship_stats.clone()
     }
 
     /// The query path's handle.
@@ -277,6 +323,9 @@ impl HitLog {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        if let Some(shipper) = self.shipper.take() {
+            shipper.stop();
         }
     }
 }

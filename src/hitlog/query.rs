@@ -58,47 +58,23 @@ impl HitFilter {
             .collect()
     }
 
-    /// The `WHERE` clause over `records r`, and its values.
-    ///
-    /// Schools and categories are stored as integers: their ids are looked up first, so the
-    /// planner sees `school = 42` (and walks the school's time index newest first) rather than
-    /// a subquery whose size it cannot know. A name never stored matches nothing.
-    fn sql(&self, conn: &Connection) -> rusqlite::Result<(String, Vec<Value>)> {
-        let mut clauses = Vec::new();
-        let mut values = Vec::new();
+    /// The filter's conditions, before either database's SQL is written from them.
+    pub(crate) fn conditions(&self) -> Vec<Condition<'_>> {
+        let mut out = Vec::new();
         for (column, table, names) in [
             ("r.school", "schools", &self.schools),
             ("r.category", "categories", &self.categories),
         ] {
-            if names.is_empty() {
-                continue;
-            }
-            let ids = ids_of(conn, table, names)?;
-            match ids.as_slice() {
-                [] => clauses.push("0".into()),
-                [one] => {
-                    clauses.push(format!("{column} = ?"));
-                    values.push(Value::Integer(*one));
-                }
-                many => {
-                    // Several values: `+` keeps the planner on the time order (newest first,
-                    // stopping at the page's end) instead of gathering every match of each
-                    // value and sorting them.
-                    clauses.push(format!(
-                        "+{column} IN ({})",
-                        vec!["?"; many.len()].join(", ")
-                    ));
-                    values.extend(many.iter().map(|id| Value::Integer(*id)));
-                }
+            if !names.is_empty() {
+                out.push(Condition::Named {
+                    column,
+                    table,
+                    names,
+                });
             }
         }
         if !self.services.is_empty() {
-            // Services live in the few rows of `contexts`: the matching ids are gathered once.
-            clauses.push(format!(
-                "r.context IN (SELECT id FROM contexts WHERE service IN ({}))",
-                vec!["?"; self.services.len()].join(", ")
-            ));
-            values.extend(self.services.iter().map(|s| Value::Text(s.clone())));
+            out.push(Condition::Services(&self.services));
         }
         if let Some(part) = &self.name {
             // Names are stored normalised (lower case); LIKE's wildcards in the part are
@@ -108,30 +84,133 @@ impl HitFilter {
                 .replace('\\', "\\\\")
                 .replace('%', "\\%")
                 .replace('_', "\\_");
-            clauses.push("r.qname LIKE ? ESCAPE '\\'".into());
-            values.push(Value::Text(format!("%{escaped}%")));
+            out.push(Condition::NameLike(format!("%{escaped}%")));
         }
-        let mut text = |clause: &str, value: &Option<String>| {
-            if let Some(v) = value {
-                clauses.push(clause.to_string());
-                values.push(Value::Text(v.clone()));
-            }
-        };
-        text("r.client = ?", &self.client);
-        text("r.device = ?", &self.device);
+        if let Some(client) = &self.client {
+            out.push(Condition::Equals("r.client", client));
+        }
+        if let Some(device) = &self.device {
+            out.push(Condition::Equals("r.device", device));
+        }
         if let Some(since) = self.since_ms {
-            clauses.push("r.time_ms >= ?".into());
-            values.push(Value::Integer(since));
+            out.push(Condition::Since(since));
         }
         if let Some(until) = self.until_ms {
-            clauses.push("r.time_ms < ?".into());
-            values.push(Value::Integer(until));
+            out.push(Condition::Until(until));
+        }
+        out
+    }
+
+    /// The local days `[first, end)` the filter covers, when it asks for whole days of
+    /// schools and categories only: what a daily rollup can answer exactly.
+    pub(crate) fn whole_days(&self, zone: &jiff::tz::TimeZone) -> Option<(i64, i64)> {
+        use super::rollup::{day_of, day_start};
+        if self.name.is_some()
+            || self.client.is_some()
+            || self.device.is_some()
+            || !self.services.is_empty()
+        {
+            return None;
+        }
+        // A bound that is not a local midnight would cut a day the rollup holds whole.
+        let day_bound = |ms: Option<i64>, open: i64| -> Option<i64> {
+            match ms {
+                None => Some(open),
+                Some(ms) => {
+                    let day = day_of(ms, zone);
+                    (day_start(day, zone) == Some(ms)).then_some(day)
+                }
+            }
+        };
+        Some((
+            day_bound(self.since_ms, i64::MIN)?,
+            day_bound(self.until_ms, i64::MAX)?,
+        ))
+    }
+
+    /// The `WHERE` clause over `records r` in SQLite, and its values.
+    ///
+    /// Schools and categories are stored as integers: their ids are looked up first, so the
+    /// planner sees `school = 42` (and walks the school's time index newest first) rather than
+    /// a subquery whose size it cannot know. A name never stored matches nothing.
+    fn sql(&self, conn: &Connection) -> rusqlite::Result<(String, Vec<Value>)> {
+        let mut clauses = Vec::new();
+        let mut values = Vec::new();
+        for condition in self.conditions() {
+            match condition {
+                Condition::Named {
+                    column,
+                    table,
+                    names,
+                } => match ids_of(conn, table, names)?.as_slice() {
+                    [] => clauses.push("0".into()),
+                    [one] => {
+                        clauses.push(format!("{column} = ?"));
+                        values.push(Value::Integer(*one));
+                    }
+                    many => {
+                        // Several values: `+` keeps the planner on the time order (newest
+                        // first, stopping at the page's end) instead of gathering every match
+                        // of each value and sorting them.
+                        clauses.push(format!(
+                            "+{column} IN ({})",
+                            vec!["?"; many.len()].join(", ")
+                        ));
+                        values.extend(many.iter().map(|id| Value::Integer(*id)));
+                    }
+                },
+                Condition::Services(services) => {
+                    // Services live in the few rows of `contexts`: the matching ids are
+                    // gathered once.
+                    clauses.push(format!(
+                        "r.context IN (SELECT id FROM contexts WHERE service IN ({}))",
+                        vec!["?"; services.len()].join(", ")
+                    ));
+                    values.extend(services.iter().map(|s| Value::Text(s.clone())));
+                }
+                Condition::NameLike(pattern) => {
+                    clauses.push("r.qname LIKE ? ESCAPE '\\'".into());
+                    values.push(Value::Text(pattern));
+                }
+                Condition::Equals(column, value) => {
+                    clauses.push(format!("{column} = ?"));
+                    values.push(Value::Text(value.to_string()));
+                }
+                Condition::Since(ms) => {
+                    clauses.push("r.time_ms >= ?".into());
+                    values.push(Value::Integer(ms));
+                }
+                Condition::Until(ms) => {
+                    clauses.push("r.time_ms < ?".into());
+                    values.push(Value::Integer(ms));
+                }
+            }
         }
         if clauses.is_empty() {
             clauses.push("1".into());
         }
         Ok((clauses.join(" AND "), values))
     }
+}
+
+/// One condition of a [`HitFilter`] over `records r`, before either database's SQL is written.
+pub(crate) enum Condition<'a> {
+    /// `column` holds the id of one of `names` in `table`.
+    Named {
+        column: &'static str,
+        table: &'static str,
+        names: &'a [String],
+    },
+    /// The record's context names one of these services.
+    Services(&'a [String]),
+    /// `r.qname LIKE` this pattern (wildcards escaped with `\`).
+    NameLike(String),
+    /// `column` equals this text.
+    Equals(&'static str, &'a str),
+    /// First hit at or after.
+    Since(i64),
+    /// First hit before.
+    Until(i64),
 }
 
 /// The ids of the `names` stored in `table` (`schools` or `categories`).
@@ -293,7 +372,7 @@ impl TopBy {
     }
 
     /// The `records r` column grouped by, and the name table its integers point into.
-    fn grouped(&self) -> (&'static str, Option<&'static str>) {
+    pub(crate) fn grouped(&self) -> (&'static str, Option<&'static str>) {
         match self {
             TopBy::Names => ("r.qname", None),
             TopBy::Clients => ("r.client", None),
@@ -499,28 +578,8 @@ fn summary_from_rollup(
     filter: &HitFilter,
     zone: &jiff::tz::TimeZone,
 ) -> rusqlite::Result<Option<Vec<SummaryRow>>> {
-    use super::rollup::{date_of, day_of, day_start};
-    if filter.name.is_some()
-        || filter.client.is_some()
-        || filter.device.is_some()
-        || !filter.services.is_empty()
-    {
-        return Ok(None);
-    }
-    // A bound that is not a local midnight would cut a day the rollup holds whole.
-    let day_bound = |ms: Option<i64>, open: i64| -> Option<i64> {
-        match ms {
-            None => Some(open),
-            Some(ms) => {
-                let day = day_of(ms, zone);
-                (day_start(day, zone) == Some(ms)).then_some(day)
-            }
-        }
-    };
-    let (Some(first), Some(end)) = (
-        day_bound(filter.since_ms, i64::MIN),
-        day_bound(filter.until_ms, i64::MAX),
-    ) else {
+    use super::rollup::date_of;
+    let Some((first, end)) = filter.whole_days(zone) else {
         return Ok(None);
     };
     if !super::rollup::ready(conn, zone) {
@@ -575,4 +634,112 @@ fn summary_from_rollup(
             })
             .collect(),
     ))
+}
+
+/// An open hit store, for reading: this instance's SQLite file, or the shared PostgreSQL
+/// store (`[hitlog] backend = "postgres"`) with every instance's records.
+pub enum HitDb {
+    /// The SQLite file, read-only.
+    Sqlite(Connection),
+    /// A pooled connection to the shared store.
+    Postgres(super::postgres::read::Pooled),
+}
+
+/// A read that failed, in either store.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The SQLite file.
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The shared store.
+    #[error("{}", .0.detail())]
+    Postgres(#[from] super::postgres::PgError),
+}
+
+impl HitDb {
+    /// [`list`].
+    pub fn list(
+        &mut self,
+        filter: &HitFilter,
+        limit: Option<usize>,
+        after: Option<Cursor>,
+    ) -> Result<Page, ReadError> {
+        Ok(match self {
+            HitDb::Sqlite(c) => list(c, filter, limit, after)?,
+            HitDb::Postgres(c) => super::postgres::read::list(c, filter, limit, after)?,
+        })
+    }
+
+    /// [`for_each`].
+    pub fn for_each(
+        &mut self,
+        filter: &HitFilter,
+        mut each: impl FnMut(HitRecord) -> bool,
+    ) -> Result<u64, ReadError> {
+        Ok(match self {
+            HitDb::Sqlite(c) => for_each(c, filter, each)?,
+            HitDb::Postgres(c) => super::postgres::read::for_each(c, filter, &mut each)?,
+        })
+    }
+
+    /// [`top`].
+    pub fn top(
+        &mut self,
+        filter: &HitFilter,
+        by: TopBy,
+        limit: usize,
+    ) -> Result<Vec<TopRow>, ReadError> {
+        Ok(match self {
+            HitDb::Sqlite(c) => top(c, filter, by, limit)?,
+            HitDb::Postgres(c) => super::postgres::read::top(c, filter, by, limit)?,
+        })
+    }
+
+    /// [`tops`].
+    pub fn tops(&mut self, filter: &HitFilter, limit: usize) -> Result<Tops, ReadError> {
+        Ok(match self {
+            HitDb::Sqlite(c) => tops(c, filter, limit)?,
+            HitDb::Postgres(c) => super::postgres::read::tops(c, filter, limit)?,
+        })
+    }
+
+    /// [`last_hits`].
+    pub fn last_hits(&mut self, schools: &[String]) -> Result<BTreeMap<String, i64>, ReadError> {
+        Ok(match self {
+            HitDb::Sqlite(c) => last_hits(c, schools)?,
+            HitDb::Postgres(c) => super::postgres::read::last_hits(c, schools)?,
+        })
+    }
+
+    /// [`summary`].
+    pub fn summary(
+        &mut self,
+        filter: &HitFilter,
+        zone: &jiff::tz::TimeZone,
+    ) -> Result<Vec<SummaryRow>, ReadError> {
+        Ok(match self {
+            HitDb::Sqlite(c) => summary(c, filter, zone)?,
+            HitDb::Postgres(c) => super::postgres::read::summary(c, filter, zone)?,
+        })
+    }
+
+    /// One record by id.
+    pub fn record_by_id(&mut self, id: i64) -> Result<Option<HitRecord>, ReadError> {
+        Ok(match self {
+            HitDb::Sqlite(c) => super::store::record_by_id(c, id)?,
+            HitDb::Postgres(c) => super::postgres::read::record_by_id(c, id)?,
+        })
+    }
+
+    /// The audit log, newest first (every instance's, in the shared store).
+    pub fn audit(
+        &mut self,
+        since_ms: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<super::audit::AuditEntry>, ReadError> {
+        Ok(match self {
+            HitDb::Sqlite(c) => super::audit::list(c, since_ms, limit)?,
+            HitDb::Postgres(c) => super::postgres::read::audit(c, since_ms, limit)?,
+        })
+    }
 }

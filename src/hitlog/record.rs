@@ -76,6 +76,9 @@ pub struct HitRecord {
     pub policy_version: String,
     /// The service whose list decided (`tiktok`), when the category is `services`.
     pub service: Option<String>,
+    /// The resolver that saw it, when read from the shared PostgreSQL store (`None` in a
+    /// SQLite file, which holds one instance's records).
+    pub instance: Option<String>,
 }
 
 impl HitRecord {
@@ -108,6 +111,7 @@ impl HitRecord {
             cname: event.cname.as_deref().map(str::to_string),
             policy_version: format!("{:016x}", event.policy.version()),
             service: explained.service,
+            instance: None,
         })
     }
 

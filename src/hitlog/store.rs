@@ -51,6 +51,7 @@ pub fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<HitRecord> {
         cname: row.get(16)?,
         policy_version: row.get(17)?,
         service: row.get(18)?,
+        instance: None,
     })
 }
 
@@ -62,6 +63,10 @@ pub struct Store {
     contexts: FxHashMap<Context, i64>,
     /// The daily rollup's zone and rebuild progress, once the writer has set the zone.
     rollup: Option<super::rollup::RollupState>,
+    /// Retention never deletes the newest record: set when the file is a PostgreSQL spool,
+    /// whose local ids must never be handed out twice (SQLite gives the next row the largest
+    /// id + 1, so deleting the largest would let ids repeat).
+    pub keep_newest: bool,
 }
 
 /// The fields of a record that change only with a reload, a profile or a question type: one
@@ -149,6 +154,7 @@ impl Store {
             categories: FxHashMap::default(),
             contexts: FxHashMap::default(),
             rollup: None,
+            keep_newest: false,
         };
         store.load_names()?;
         Ok(store)
@@ -378,9 +384,14 @@ impl Store {
         ));
         self.expire_rollup(now_ms, default_days, overrides)?;
         let mut deleted = 0;
+        let newest = match self.keep_newest {
+            true => " AND id < (SELECT max(id) FROM records)",
+            false => "",
+        };
         for (condition, values) in &passes {
             let sql = format!(
-                "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE {condition} LIMIT ?)"
+                "DELETE FROM records WHERE id IN \
+                 (SELECT id FROM records WHERE {condition}{newest} LIMIT ?)"
             );
             loop {
                 let chunk = CHUNK.min(budget - deleted);
@@ -538,6 +549,7 @@ mod tests {
             cname: None,
             policy_version: "0123456789abcdef".into(),
             service: None,
+            instance: None,
         }
     }
 

@@ -377,6 +377,13 @@ impl Writer {
             self.stats.count_lost(1, at);
             return;
         }
+        if self.stats.spool_full.load(Ordering::Relaxed) {
+            // PostgreSQL has been away long enough to fill `spool_max_mb`: repeats still fold
+            // into stored records above, new records wait for room.
+            self.stats.spool_dropped.fetch_add(1, Ordering::Relaxed);
+            self.stats.count_lost(1, at);
+            return;
+        }
         self.remembered
             .insert(key, (at, Row::Pending(self.inserts.len())));
         self.order.push_back((at, key));
@@ -512,6 +519,7 @@ impl Writer {
         let Some(store) = self.store.as_mut() else {
             return;
         };
+        store.keep_newest = self.config.backend == crate::config::HitlogBackend::Postgres;
         match store.expire(
             now_ms(),
             self.config.retention_days,

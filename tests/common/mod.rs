@@ -68,6 +68,7 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 pub mod dns;
+pub mod pg;
 pub mod tls;
 pub mod webdriver;
 

@@ -1,0 +1,349 @@
+//! District scale: several real resolvers (`schooldns serve`) on loopback ports, one throwaway
+//! PostgreSQL cluster ([`crate::common::pg`]) as their shared hit store.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+
+use crate::common::pg::Pg;
+use crate::common::{District, dns, free_port, spawn_serve};
+
+/// One resolver of the district: its own folder (config, spool, stderr), ports and process.
+struct Resolver {
+    district: District,
+    child: std::process::Child,
+    dns: SocketAddr,
+    admin: SocketAddr,
+    config: std::path::PathBuf,
+}
+
+impl Resolver {
+    /// Starts instance `name` with `[hitlog]` keys `hitlog` and more tables `extra`, and waits
+    /// until it answers.
+    fn start(name: &str, hitlog: &str, extra: &str) -> Resolver {
+        let district = District::new();
+        district.write("adult.txt", "porn.example\n");
+        let (port, admin) = (free_port(), free_port());
+        let config = district.config(&format!(
+            "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\n\
+             [upstream]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 300\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [hitlog]\n{hitlog}\n\
+             [categories.adult]\nlists = [\"@/adult.txt\"]\n[profiles.primary]\nblock = [\"adult\"]\n\
+             [[schools]]\nid = \"a\"\nname = \"A\"\nnetworks = [\"127.0.0.0/24\"]\nprofile = \"primary\"\n\
+             {extra}\n"
+        ));
+        let stderr = std::fs::File::create(district.path("stderr.log")).unwrap();
+        let child = spawn_serve(&config, std::process::Stdio::from(stderr));
+        let resolver = Resolver {
+            district,
+            child,
+            dns: ([127, 0, 0, 1], port).into(),
+            admin: ([127, 0, 0, 1], admin).into(),
+            config,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ask(resolver.dns, &format!("ready.{name}.invalid")).is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "{name} never answered: {}",
+                resolver.log()
+            );
+        }
+        resolver
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.district.path("stderr.log")).unwrap_or_default()
+    }
+
+    fn metrics(&self) -> String {
+        let mut stream = std::net::TcpStream::connect(self.admin).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer district-token\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+
+    /// One metric's value (the first series of that name and labels).
+    fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One A query over UDP; the rcode, or `None` without an answer in 500 ms.
+fn ask(server: SocketAddr, name: &str) -> Option<ResponseCode> {
+    let query = dns::query_message(&format!("{name}."), RecordType::A, true)
+        .to_vec()
+        .unwrap();
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    client.send_to(&query, server).unwrap();
+    let mut buf = [0u8; 1500];
+    let n = client.recv(&mut buf).ok()?;
+    Some(Message::from_vec(&buf[..n]).ok()?.response_code())
+}
+
+/// Waits until `check` holds, up to `limit`; false if it never did.
+fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn spool(dir: &Path) -> std::path::PathBuf {
+    dir.join("hits.sqlite")
+}
+
+/// Three resolvers, one PostgreSQL: blocked queries through each arrive exactly once, with
+/// their repeats counted, the rollup agreeing, each record naming its instance; `hits` on one
+/// instance reads the others' records; every instance is in each one's `/metrics`.
+#[test]
+fn three_resolvers_ship_every_hit_exactly_once() {
+    let Some(pg) = Pg::start() else { return };
+    let spools = tempfile::tempdir().unwrap();
+    let names = ["r1", "r2", "r3"];
+    let resolvers: Vec<Resolver> = names
+        .iter()
+        .map(|name| {
+            let dir = spools.path().join(name);
+            Resolver::start(name, &pg.hitlog_keys(name, &spool(&dir)), "")
+        })
+        .collect();
+    const EACH: usize = 200;
+    for (name, resolver) in names.iter().zip(&resolvers) {
+        for i in 0..EACH {
+            let qname = format!("q{i}.{name}.porn.example");
+            // Every fifth name is asked three times: one record, count 3.
+            let times = if i % 5 == 0 { 3 } else { 1 };
+            for _ in 0..times {
+                assert_eq!(ask(resolver.dns, &qname), Some(ResponseCode::NXDomain));
+            }
+        }
+    }
+    let expected_hits = (EACH + EACH / 5 * 2) as i64;
+    let shipped = eventually(Duration::from_secs(30), || {
+        pg.count("SELECT count(*) FROM hits WHERE qname LIKE 'q%.porn.example'") == 3 * EACH as i64
+            && pg.count(
+                "SELECT coalesce(sum(count), 0) FROM hits WHERE qname LIKE 'q%.porn.example'",
+            ) == 3 * expected_hits
+    });
+    assert!(
+        shipped,
+        "records in PostgreSQL: {}, hits {}; logs: {}",
+        pg.psql("SELECT count(*) FROM hits WHERE qname LIKE 'q%.porn.example'"),
+        pg.psql("SELECT sum(count) FROM hits WHERE qname LIKE 'q%.porn.example'"),
+        resolvers[0].log()
+    );
+    for name in names {
+        assert_eq!(
+            pg.count(&format!(
+                "SELECT count(DISTINCT qname) FROM hits WHERE instance = '{name}' \
+                 AND qname LIKE '%.{name}.porn.example'"
+            )),
+            EACH as i64,
+            "{name}'s names, each once"
+        );
+    }
+    assert_eq!(
+        pg.count(
+            "SELECT count(*) FROM (SELECT instance, qname FROM hits GROUP BY 1, 2 \
+             HAVING count(*) > 1 AND qname LIKE 'q%') d"
+        ),
+        0,
+        "no record twice"
+    );
+    assert_eq!(
+        pg.count("SELECT count(*) FROM hits WHERE qname LIKE 'q0.%' AND count = 3"),
+        3,
+        "repeats folded and their counts shipped"
+    );
+    // The rollup agrees with the records.
+    assert_eq!(
+        pg.count("SELECT sum(hits) FROM rollup_days"),
+        pg.count("SELECT sum(count) FROM records")
+    );
+    // `hits` on r1 reads r3's records from the shared store, naming the instance.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_schooldns"))
+        .args(["hits", "--config"])
+        .arg(&resolvers[0].config)
+        .args(["--name", ".r3.porn", "--format", "json", "--limit", "0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.lines().count(), EACH, "{text}");
+    assert!(
+        text.lines().all(|l| l.contains("\"instance\":\"r3\"")),
+        "{text}"
+    );
+    // Every instance's heartbeat is in each one's /metrics.
+    assert!(eventually(Duration::from_secs(5), || {
+        let metrics = resolvers[1].metrics();
+        names.iter().all(|n| {
+            metrics.contains(&format!(
+                "schooldns_instance_heartbeat_age_seconds{{instance=\"{n}\"}}"
+            ))
+        })
+    }));
+    assert_eq!(resolvers[2].metric("schooldns_hitlog_postgres_up"), 1.0);
+    assert_eq!(resolvers[2].metric("schooldns_hitlog_spool_backlog"), 0.0);
+}
+
+/// PostgreSQL stopped for 60 s under load, then started: DNS answers every query meanwhile,
+/// and afterwards PostgreSQL holds every blocked query exactly once.
+#[test]
+fn postgres_outage_loses_and_duplicates_nothing() {
+    let Some(pg) = Pg::start() else { return };
+    let spools = tempfile::tempdir().unwrap();
+    let resolvers: Vec<Resolver> = ["o1", "o2"]
+        .iter()
+        .map(|name| {
+            Resolver::start(
+                name,
+                &pg.hitlog_keys(name, &spool(&spools.path().join(name))),
+                "",
+            )
+        })
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = resolvers
+        .iter()
+        .enumerate()
+        .map(|(r, resolver)| {
+            let (server, stop) = (resolver.dns, std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let (mut sent, mut answered) = (0u64, 0u64);
+                // Bounded: at most 100 s and 40,000 queries.
+                let deadline = Instant::now() + Duration::from_secs(100);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && Instant::now() < deadline
+                    && sent < 40_000
+                {
+                    let name = format!("load{sent}.o{r}.porn.example");
+                    sent += 1;
+                    if ask(server, &name) == Some(ResponseCode::NXDomain) {
+                        answered += 1;
+                    }
+                    std::thread::sleep(Duration::from_millis(4));
+                }
+                (sent, answered)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(5));
+    pg.stop();
+    std::thread::sleep(Duration::from_secs(30));
+    // Meanwhile the backlog grows and is visible.
+    assert!(resolvers[0].metric("schooldns_hitlog_spool_backlog") > 0.0);
+    assert_eq!(resolvers[0].metric("schooldns_hitlog_postgres_up"), 0.0);
+    std::thread::sleep(Duration::from_secs(30));
+    pg.restart();
+    std::thread::sleep(Duration::from_secs(5));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let totals: Vec<(u64, u64)> = load.into_iter().map(|t| t.join().unwrap()).collect();
+    for (r, (sent, answered)) in totals.iter().enumerate() {
+        assert!(*sent > 1000, "load {r} sent only {sent}");
+        assert_eq!(
+            sent, answered,
+            "resolver {r}: every query answered during the outage"
+        );
+    }
+    let expected: i64 = totals.iter().map(|(sent, _)| *sent as i64).sum();
+    let caught_up = eventually(Duration::from_secs(60), || {
+        pg.count("SELECT count(*) FROM hits WHERE qname LIKE 'load%'") == expected
+    });
+    assert!(
+        caught_up,
+        "PostgreSQL holds {} of {expected}; {}",
+        pg.psql("SELECT count(*) FROM hits WHERE qname LIKE 'load%'"),
+        resolvers[0].log()
+    );
+    assert_eq!(
+        pg.count("SELECT count(DISTINCT (instance, qname)) FROM hits WHERE qname LIKE 'load%'"),
+        expected,
+        "nothing twice"
+    );
+    assert!(resolvers[0].log().contains("DNS keeps answering"));
+}
+
+/// A spool that reaches `spool_max_mb` while PostgreSQL is unreachable drops new hits,
+/// counts them and says so; DNS keeps answering.
+#[test]
+fn a_full_spool_drops_counts_and_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on the port: the shipper never connects.
+    let hitlog = format!(
+        "backend = \"postgres\"\nurl = \"postgres://schooldns@127.0.0.1:{}/schooldns\"\n\
+         instance = \"full\"\nspool_max_mb = 1\npath = \"{}\"\n",
+        free_port(),
+        spool(dir.path()).display()
+    );
+    let resolver = Resolver::start("full", &hitlog, "");
+    let mut i = 0;
+    let dropped = eventually(Duration::from_secs(60), || {
+        for _ in 0..500 {
+            i += 1;
+            assert_eq!(
+                ask(
+                    resolver.dns,
+                    &format!("fill{i}.with-a-long-label-to-fill-pages.porn.example")
+                ),
+                Some(ResponseCode::NXDomain)
+            );
+        }
+        resolver.metric("schooldns_hitlog_spool_dropped_total") > 0.0
+    });
+    assert!(dropped, "sent {i}, never dropped; {}", resolver.log());
+    assert!(resolver.metric("schooldns_hitlog_dropped_total") > 0.0);
+    assert!(
+        resolver.log().contains("the spool is full"),
+        "{}",
+        resolver.log()
+    );
+    assert!(
+        resolver
+            .log()
+            .contains("cannot connect to the PostgreSQL hit store"),
+        "{}",
+        resolver.log()
+    );
+}
