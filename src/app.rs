@@ -59,6 +59,8 @@ pub struct App {
     hitlog: HitLog,
     /// Keeps every place's rules in time current.
     schedule_timer: crate::schedule_timer::ScheduleTimer,
+    /// Pulls the config origin (`[sync]`), when there is one.
+    syncer: Option<crate::sync::Syncer>,
     /// DoT listeners, with their TLS acceptor.
     dot: Vec<TcpListener>,
     /// DoH listeners.
@@ -79,8 +81,12 @@ impl App {
     /// Like [`App::bind`], with `udp_sockets` sockets per UDP address sharing it through
     /// `SO_REUSEPORT`, so that the kernel spreads queries over that many worker threads.
     pub async fn bind_with(config_path: &Path, udp_sockets: usize) -> anyhow::Result<App> {
+        // Absolute: with a config origin the working folder becomes the origin's copy.
+        let config_path = &std::fs::canonicalize(config_path).unwrap_or(config_path.to_path_buf());
         let path: PathBuf = config_path.to_path_buf();
-        let (loaded, compiler, policy) = tokio::task::spawn_blocking(move || {
+        let (loaded, compiler, policy, synced) = tokio::task::spawn_blocking(move || {
+            // With `[sync] origin`: the first pull if the copy is empty, then work in it.
+            let synced = crate::sync::prepare(&path)?;
             let loaded = LoadedConfig::read(&path)?;
             // Fetch subscriptions before the first compile; failures keep the last good copies.
             let agent = subscriptions::agent(Duration::from_secs(
@@ -89,7 +95,7 @@ impl App {
             subscriptions::refresh_all(&loaded.config, &agent);
             let mut compiler = Compiler::default();
             let policy = compiler.compile(&loaded)?;
-            anyhow::Ok((loaded, compiler, policy))
+            anyhow::Ok((loaded, compiler, policy, synced))
         })
         .await??;
         let config = &loaded.config;
@@ -97,12 +103,14 @@ impl App {
         let resolver = Arc::new(Resolver::new());
         let metrics = Arc::new(Metrics::default());
         let status: crate::hitlog::postgres::ship::StatusSource = {
-            let (live, metrics) = (Arc::clone(&live), Arc::clone(&metrics));
+            let (live, metrics, synced) = (Arc::clone(&live), Arc::clone(&metrics), synced.clone());
             Arc::new(move || crate::hitlog::postgres::ship::InstanceStatus {
                 policy_version: format!("{:016x}", live.policy().version()),
-                config_version: None,
+                config_version: synced
+                    .as_ref()
+                    .and_then(|s| (*s.version.load_full()).clone()),
                 queries: metrics.total_queries(),
-                sync_error: None,
+                sync_error: synced.as_ref().and_then(|s| (*s.error.load_full()).clone()),
             })
         };
         let hitlog =
@@ -268,7 +276,26 @@ impl App {
             console: crate::console::Console::new(config.admin.tls),
             ship: hitlog.ship_stats(),
             instance: config.hitlog.instance_id(),
+            sync: synced.clone(),
+            publisher: std::sync::Mutex::new(None),
         });
+        let syncer = match &synced {
+            Some(status) => {
+                let syncer = crate::sync::Syncer::spawn(
+                    config_path,
+                    config.hitlog.instance_id(),
+                    Arc::clone(status),
+                    reload_trigger.clone(),
+                )
+                .context("starting the config sync thread")?;
+                *admin_state
+                    .publisher
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(syncer.publisher());
+                Some(syncer)
+            }
+            None => None,
+        };
         let trigger = reload_trigger.clone();
         let refresher = subscriptions::spawn_refresher(
             config.clone(),
@@ -281,6 +308,7 @@ impl App {
         let schedule_timer = crate::schedule_timer::ScheduleTimer::spawn(Arc::clone(&live))
             .context("starting the schedule timer")?;
         Ok(App {
+            syncer,
             schedule_timer,
             tcp_slots,
             tcp_timeouts,
@@ -437,6 +465,9 @@ impl App {
         let _ = tokio::task::spawn_blocking(move || refresher.join()).await;
         let schedule_timer = self.schedule_timer;
         let _ = tokio::task::spawn_blocking(move || schedule_timer.stop()).await;
+        if let Some(syncer) = self.syncer {
+            let _ = tokio::task::spawn_blocking(move || syncer.stop()).await;
+        }
         let _ = self.reload_trigger.send(Trigger::Stop);
         let reload_thread = self.reload_thread;
         let _ = tokio::task::spawn_blocking(move || reload_thread.join()).await;

@@ -78,3 +78,4 @@ pub mod schedule_timer;
 pub mod server;
 pub mod services;
 pub mod subscriptions;
+pub mod sync;

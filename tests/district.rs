@@ -24,18 +24,25 @@ impl Resolver {
     /// Starts instance `name` with `[hitlog]` keys `hitlog` and more tables `extra`, and waits
     /// until it answers.
     fn start(name: &str, hitlog: &str, extra: &str) -> Resolver {
+        Resolver::launch(name, |port, admin| {
+            format!(
+                "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\n\
+                 [upstream]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 300\n\
+                 [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+                 [hitlog]\n{hitlog}\n\
+                 [categories.adult]\nlists = [\"@/adult.txt\"]\n[profiles.primary]\nblock = [\"adult\"]\n\
+                 [[schools]]\nid = \"a\"\nname = \"A\"\nnetworks = [\"127.0.0.0/24\"]\nprofile = \"primary\"\n\
+                 {extra}\n"
+            )
+        })
+    }
+
+    /// Starts instance `name` on the config `config(dns port, admin port)` writes.
+    fn launch(name: &str, config: impl FnOnce(u16, u16) -> String) -> Resolver {
         let district = District::new();
         district.write("adult.txt", "porn.example\n");
         let (port, admin) = (free_port(), free_port());
-        let config = district.config(&format!(
-            "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\n\
-             [upstream]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 300\n\
-             [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
-             [hitlog]\n{hitlog}\n\
-             [categories.adult]\nlists = [\"@/adult.txt\"]\n[profiles.primary]\nblock = [\"adult\"]\n\
-             [[schools]]\nid = \"a\"\nname = \"A\"\nnetworks = [\"127.0.0.0/24\"]\nprofile = \"primary\"\n\
-             {extra}\n"
-        ));
+        let config = district.config(&config(port, admin));
         let stderr = std::fs::File::create(district.path("stderr.log")).unwrap();
         let child = spawn_serve(&config, std::process::Stdio::from(stderr));
         let resolver = Resolver {
@@ -45,7 +52,7 @@ impl Resolver {
             admin: ([127, 0, 0, 1], admin).into(),
             config,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while ask(resolver.dns, &format!("ready.{name}.invalid")).is_none() {
             assert!(
                 Instant::now() < deadline,
@@ -345,5 +352,244 @@ fn a_full_spool_drops_counts_and_warns() {
             .contains("cannot connect to the PostgreSQL hit store"),
         "{}",
         resolver.log()
+    );
+}
+
+/// Runs git in `dir`; panics with what it said.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=district",
+            "-c",
+            "user.email=it@district.example",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The district's files as its origin holds them: policy, list, console users and
+/// exceptions.
+const ORIGIN_CONFIG: &str = "[upstream]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 300\n\
+    [categories.adult]\nlists = [\"lists/adult.txt\"]\n[profiles.primary]\nblock = [\"adult\"]\n\
+    [[schools]]\nid = \"a\"\nname = \"A\"\nnetworks = [\"127.0.0.0/24\"]\nprofile = \"primary\"\n\
+    [console]\nusers = \"users.toml\"\nexceptions = \"exceptions.toml\"\n";
+
+/// Commits everything in `work` and pushes it to the origin.
+fn publish(work: &Path, message: &str) {
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", message]);
+    git(work, &["push", "-q", "origin", "HEAD:main"]);
+}
+
+/// Three resolvers, one git origin: a list change committed there reaches all three within
+/// `interval_secs` + 5 s; a broken commit is refused by all three (the old policy keeps
+/// serving, and each says so); a change made in one instance's console is pushed to the
+/// origin and reaches the other two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_resolvers_follow_one_git_origin() {
+    if std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("SCHOOLDNS_REQUIRE_CLIENTS").is_none(),
+            "git is missing"
+        );
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let origin = root.path().join("origin.git");
+    let work = root.path().join("work");
+    git(
+        root.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            origin.to_str().unwrap(),
+        ],
+    );
+    git(
+        root.path(),
+        &[
+            "clone",
+            "-q",
+            origin.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    git(&work, &["checkout", "-q", "-b", "main"]);
+    std::fs::write(work.join("schooldns.toml"), ORIGIN_CONFIG).unwrap();
+    std::fs::create_dir_all(work.join("lists")).unwrap();
+    std::fs::write(work.join("lists/adult.txt"), "porn.example\n").unwrap();
+    let users = work.join("users.toml");
+    schooldns::console::users::add(&users, "dist", &schooldns::access::Role::District, None)
+        .unwrap();
+    schooldns::console::users::set_password(&users, "dist", "district-password").unwrap();
+    publish(&work, "The district's first config");
+
+    const INTERVAL: u64 = 2;
+    let resolvers: Vec<Resolver> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|name| {
+            let checkout = root.path().join(name).join("origin");
+            let origin = origin.clone();
+            Resolver::launch(name, move |port, admin| {
+                format!(
+                    "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\n\
+                     [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+                     [hitlog]\npath = \"@/hits.sqlite\"\ninstance = \"{name}\"\n\
+                     [sync]\norigin = \"{}\"\ninterval_secs = {INTERVAL}\ncheckout = \"{}\"\n",
+                    origin.display(),
+                    checkout.display()
+                )
+            })
+        })
+        .collect();
+    let all_say =
+        |name: &str, code: ResponseCode| resolvers.iter().all(|r| ask(r.dns, name) == Some(code));
+    assert!(all_say("porn.example", ResponseCode::NXDomain));
+    assert!(
+        all_say("fresh.example", ResponseCode::ServFail),
+        "not listed yet"
+    );
+
+    // A list change committed to the origin.
+    std::fs::write(
+        work.join("lists/adult.txt"),
+        "porn.example\nfresh.example\n",
+    )
+    .unwrap();
+    publish(&work, "Block fresh.example");
+    let pushed = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(INTERVAL + 5), || all_say(
+            "fresh.example",
+            ResponseCode::NXDomain
+        )),
+        "not everywhere within interval + 5 s: {}",
+        resolvers[0].log()
+    );
+    let took = pushed.elapsed();
+    eprintln!("a list change reached all three in {} ms", took.as_millis());
+    let head = git(&work, &["rev-parse", "HEAD"]);
+    for r in &resolvers {
+        assert!(
+            r.metrics().contains(&format!(
+                "schooldns_sync_version_info{{version=\"{head}\"}} 1"
+            )),
+            "{}",
+            r.metrics()
+        );
+    }
+
+    // A broken commit: refused by all three, the old policy keeps serving.
+    std::fs::write(
+        work.join("lists/adult.txt"),
+        "porn.example\nfresh.example\nbroken.example\n",
+    )
+    .unwrap();
+    let mut config = ORIGIN_CONFIG.to_string();
+    config.push_str("[profiles.primary\n");
+    std::fs::write(work.join("schooldns.toml"), &config).unwrap();
+    publish(&work, "A broken config");
+    assert!(
+        eventually(Duration::from_secs(INTERVAL + 5), || resolvers
+            .iter()
+            .all(|r| r.metric("schooldns_sync_refused_total") >= 1.0)),
+        "not refused everywhere: {}",
+        resolvers[0].log()
+    );
+    for r in &resolvers {
+        assert_eq!(r.metric("schooldns_sync_behind"), 1.0);
+        assert!(r.log().contains("refused"), "{}", r.log());
+        assert!(
+            r.log().contains("schooldns.toml"),
+            "the error names the file: {}",
+            r.log()
+        );
+    }
+    assert!(
+        all_say("fresh.example", ResponseCode::NXDomain),
+        "the old policy serves"
+    );
+    assert!(
+        all_say("broken.example", ResponseCode::ServFail),
+        "the broken version is not in"
+    );
+
+    // Fixed at the origin: taken again.
+    std::fs::write(work.join("schooldns.toml"), ORIGIN_CONFIG).unwrap();
+    publish(&work, "Fix the config");
+    assert!(eventually(Duration::from_secs(INTERVAL + 5), || all_say(
+        "broken.example",
+        ResponseCode::NXDomain
+    )));
+
+    // The district allows porn.example for school a in s1's console: pushed to the origin,
+    // pulled by s2 and s3.
+    let admin = resolvers[0].admin;
+    let origin_header = format!("http://{admin}");
+    let (status, head) = crate::console::post_form(
+        admin,
+        "/console/signin",
+        &[("Origin", &origin_header)],
+        "user=dist&password=district-password",
+    )
+    .await;
+    assert!(status.contains("303"), "{status}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: schooldns_session="))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+    let cookie = format!("schooldns_session={cookie}");
+    let (_, _, page) =
+        crate::common::http(admin, "GET", "/console/exceptions", &[("Cookie", &cookie)]).await;
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let (status, _) = crate::console::post_form(
+        admin,
+        "/console/exceptions",
+        &[("Cookie", &cookie), ("Origin", &origin_header)],
+        &format!("csrf={csrf}&name=porn.example&action=allow&school=a&for=good&reason=lesson"),
+    )
+    .await;
+    assert!(status.contains("303"), "{status}");
+    let allowed = tokio::task::block_in_place(|| {
+        eventually(Duration::from_secs(INTERVAL * 2 + 5), || {
+            all_say("porn.example", ResponseCode::ServFail)
+        })
+    });
+    assert!(
+        allowed,
+        "s1: {}\ns2: {}",
+        resolvers[0].log(),
+        resolvers[1].log()
+    );
+    git(&work, &["pull", "-q", "origin", "main"]);
+    assert!(git(&work, &["log", "-1", "--format=%s"]).contains("console on s1"));
+    assert!(
+        std::fs::read_to_string(work.join("exceptions.toml"))
+            .unwrap()
+            .contains("porn.example")
     );
 }

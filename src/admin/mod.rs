@@ -69,6 +69,10 @@ pub struct AdminState {
     pub ship: Option<Arc<crate::hitlog::postgres::ship::ShipStats>>,
     /// This resolver's instance id (`[hitlog] instance`).
     pub instance: String,
+    /// With a config origin (`[sync]`): what the sync thread has done.
+    pub sync: Option<Arc<crate::sync::SyncStatus>>,
+    /// With a config origin: where the console's changes go to be published.
+    pub publisher: std::sync::Mutex<Option<crate::sync::Publisher>>,
 }
 
 impl AdminState {
@@ -113,6 +117,9 @@ impl AdminState {
         self.hits.render(&mut out);
         if let Some(ship) = &self.ship {
             ship.render(&mut out, &self.instance);
+        }
+        if let Some(sync) = &self.sync {
+            sync.render(&mut out);
         }
         crate::logging::render_metrics(&mut out);
         crate::server::slots::render_metrics(&mut out, &self.slots);

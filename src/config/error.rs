@@ -54,7 +54,24 @@ pub struct SourceText {
     pub file: PathBuf,
     /// Whole file contents.
     pub text: String,
+    /// With a config origin (`[sync]`): the text is the origin's config followed by the
+    /// instance's own file, which starts at this byte and is reported as its own file.
+    pub tail: Option<Tail>,
 }
+
+/// The instance's own file appended to an origin's config (see [`SourceText::tail`]).
+#[derive(Debug, Clone)]
+pub struct Tail {
+    /// Byte offset where it starts.
+    pub start: usize,
+    /// Lines before it (the origin's).
+    pub lines_before: usize,
+    /// Its path.
+    pub file: PathBuf,
+}
+
+/// Tables that belong to each instance's own file, not to the shared origin.
+pub const MACHINE_TABLES: [&str; 5] = ["server", "admin", "hitlog", "tls", "sync"];
 
 impl SourceText {
     /// Wraps a file's text.
@@ -62,6 +79,7 @@ impl SourceText {
         SourceText {
             file: file.to_path_buf(),
             text,
+            tail: None,
         }
     }
 
@@ -81,9 +99,9 @@ impl SourceText {
         key: &str,
         message: impl Into<String>,
     ) -> ConfigError {
-        let (line, column) = self.locate(span.start);
+        let (file, line, column) = self.place(span.start);
         ConfigError {
-            file: self.file.clone(),
+            file,
             line,
             column,
             key: key.to_string(),
@@ -91,10 +109,25 @@ impl SourceText {
         }
     }
 
+    /// The file, line and column of a byte offset (the instance's own file past [`Tail`]).
+    fn place(&self, offset: usize) -> (PathBuf, usize, usize) {
+        let (line, column) = self.locate(offset);
+        match &self.tail {
+            Some(tail) if offset >= tail.start => {
+                (tail.file.clone(), line - tail.lines_before, column)
+            }
+            _ => (self.file.clone(), line, column),
+        }
+    }
+
     /// An error not tied to a place in the file.
     pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let machine = MACHINE_TABLES.contains(&key.split('.').next().unwrap_or_default());
         ConfigError {
-            file: self.file.clone(),
+            file: match &self.tail {
+                Some(tail) if machine => tail.file.clone(),
+                _ => self.file.clone(),
+            },
             line: 0,
             column: 0,
             key: key.to_string(),
@@ -106,9 +139,9 @@ impl SourceText {
     /// and the key on its line (the toml crate reports a span and a message, not a path).
     pub fn from_toml(&self, err: &toml::de::Error) -> ConfigError {
         let span = err.span().unwrap_or(0..0);
-        let (line, column) = self.locate(span.start);
+        let (file, line, column) = self.place(span.start);
         ConfigError {
-            file: self.file.clone(),
+            file,
             line,
             column,
             key: self.key_at(span.start),

@@ -8,6 +8,7 @@
 
 mod checks;
 mod error;
+pub mod origin;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use error::{ConfigError, SourceText};
+pub use error::{ConfigError, MACHINE_TABLES, SourceText, Tail};
 
 /// Where `schooldns` looks for its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/schooldns.toml";
@@ -77,6 +78,53 @@ pub struct Config {
     /// Exam days and holidays.
     #[serde(default)]
     pub calendar: CalendarConfig,
+    /// One config origin for several resolvers (in each instance's own file).
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// `[sync]`: where this instance pulls the district's config, lists, devices, users and
+/// exceptions from. With `origin` set, the file given to `--config` holds only this machine's
+/// tables (`[server]`, `[admin]`, `[hitlog]`, `[tls]`, `[sync]`) and the rest comes from
+/// `config` inside the `checkout` folder, kept up to date from the origin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// A git repository (URL or path) or an HTTPS URL of a `.tar.gz` bundle.
+    #[serde(default)]
+    pub origin: Option<Spanned<String>>,
+    /// Seconds between pulls.
+    #[serde(default = "default_sync_interval")]
+    pub interval_secs: u64,
+    /// Git branch (default: the origin's default branch).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Absolute path of the folder holding this instance's copy of the origin.
+    #[serde(default)]
+    pub checkout: Option<Spanned<PathBuf>>,
+    /// The district config's path inside the origin.
+    #[serde(default = "default_origin_config")]
+    pub config: PathBuf,
+}
+
+impl Default for SyncConfig {
+    fn default() -> SyncConfig {
+        SyncConfig {
+            origin: None,
+            interval_secs: default_sync_interval(),
+            branch: None,
+            checkout: None,
+            config: default_origin_config(),
+        }
+    }
+}
+
+fn default_sync_interval() -> u64 {
+    60
+}
+
+fn default_origin_config() -> PathBuf {
+    PathBuf::from("schooldns.toml")
 }
 
 /// `[services]`: where the catalogue of named services is.
@@ -896,12 +944,18 @@ impl LoadedConfig {
     pub fn read(path: &Path) -> Result<LoadedConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::unreadable(path, "config", &e))?;
-        LoadedConfig::parse(path, text)
+        match origin::overlay(path, &text)? {
+            Some(source) => LoadedConfig::parse_source(source),
+            None => LoadedConfig::parse(path, text),
+        }
     }
 
     /// Parses config text that claims to come from `path`.
     pub fn parse(path: &Path, text: String) -> Result<LoadedConfig, ConfigError> {
-        let source = SourceText::new(path, text);
+        LoadedConfig::parse_source(SourceText::new(path, text))
+    }
+
+    fn parse_source(source: SourceText) -> Result<LoadedConfig, ConfigError> {
         let config = toml::from_str(&source.text).map_err(|e| source.from_toml(&e))?;
         let loaded = LoadedConfig { config, source };
         checks::check(&loaded)?;

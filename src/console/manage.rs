@@ -27,9 +27,13 @@ pub(super) async fn edit<T: Send + 'static>(
 }
 
 /// Asks the reload thread to reload now (the file watcher would too, after its debounce).
+/// With a config origin, the change is also handed to the sync thread to publish.
 pub(super) fn reload_now(state: &AdminState) {
     if let Ok(tx) = state.reload.lock() {
         let _ = tx.send(crate::reload::Trigger::Reload { force: false });
+    }
+    if let Some(publisher) = &*state.publisher.lock().unwrap_or_else(|e| e.into_inner()) {
+        publisher.publish(format!("Changed in the console on {}", state.instance));
     }
 }
 
