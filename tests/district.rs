@@ -467,6 +467,24 @@ async fn three_resolvers_follow_one_git_origin() {
         "not listed yet"
     );
 
+    // The district signs in to s1's console.
+    let admin = resolvers[0].admin;
+    let origin_header = format!("http://{admin}");
+    let (status, head) = crate::console::post_form(
+        admin,
+        "/console/signin",
+        &[("Origin", &origin_header)],
+        "user=dist&password=district-password",
+    )
+    .await;
+    assert!(status.contains("303"), "{status}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: schooldns_session="))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+    let cookie = format!("schooldns_session={cookie}");
     // A list change committed to the origin.
     std::fs::write(
         work.join("lists/adult.txt"),
@@ -526,6 +544,13 @@ async fn three_resolvers_follow_one_git_origin() {
         all_say("fresh.example", ResponseCode::NXDomain),
         "the old policy serves"
     );
+    // The console's resolvers page says this instance is behind the origin, and why.
+    let (status, _, page) =
+        crate::common::http(admin, "GET", "/console/instances", &[("Cookie", &cookie)]).await;
+    assert!(status.contains("200"), "{status}");
+    assert!(page.contains("data-instance=\"s1\""), "{page}");
+    assert!(page.contains("badge behind"), "{page}");
+    assert!(page.contains("does not compile"), "{page}");
     assert!(
         all_say("broken.example", ResponseCode::ServFail),
         "the broken version is not in"
@@ -541,23 +566,6 @@ async fn three_resolvers_follow_one_git_origin() {
 
     // The district allows porn.example for school a in s1's console: pushed to the origin,
     // pulled by s2 and s3.
-    let admin = resolvers[0].admin;
-    let origin_header = format!("http://{admin}");
-    let (status, head) = crate::console::post_form(
-        admin,
-        "/console/signin",
-        &[("Origin", &origin_header)],
-        "user=dist&password=district-password",
-    )
-    .await;
-    assert!(status.contains("303"), "{status}");
-    let cookie = head
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: schooldns_session="))
-        .and_then(|v| v.split(';').next())
-        .unwrap()
-        .to_string();
-    let cookie = format!("schooldns_session={cookie}");
     let (_, _, page) =
         crate::common::http(admin, "GET", "/console/exceptions", &[("Cookie", &cookie)]).await;
     let csrf = page

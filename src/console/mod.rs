@@ -1,8 +1,8 @@
 //! The web console for the district, schools and police, served by the admin listener under
 //! `/console/`: who may sign in (`users`), their sessions and the sign-in limits (`session`),
 //! the two languages (`i18n`), the layout and security headers (`ui`), the pages that read
-//! (`pages`) and those that change something (`manage`), services and time (`timetable`), and
-//! the unblock requests' file (`requests`).
+//! (`pages`) and those that change something (`manage`), services and time (`timetable`), the
+//! district's resolvers (`instances`), and the unblock requests' file (`requests`).
 //!
 //! This module owns the routes and what every request goes through first: the session cookie
 //! (else the sign-in page), the first-sign-in password change, and for every `POST` the
@@ -12,6 +12,7 @@
 
 mod charts;
 pub mod i18n;
+mod instances;
 mod manage;
 mod pages;
 pub mod requests;
@@ -250,6 +251,7 @@ async fn handle(State(state): State<Arc<AdminState>>, request: axum::extract::Re
         (false, ["check"]) => pages::check(&state, &ctx, &incoming),
         (false, ["lists"]) => pages::lists(&state, &ctx),
         (false, ["audit"]) => pages::audit_log(&state, &ctx).await,
+        (false, ["instances"]) => instances::instances(&state, &ctx),
         (false, ["exceptions"]) => manage::exceptions(&state, &ctx, &incoming),
         (true, ["exceptions"]) => manage::add_exception(&state, &ctx, &incoming).await,
         (true, ["exceptions", id, "remove"]) => {

@@ -63,7 +63,7 @@ pub fn local(ms: i64, zone: &jiff::tz::TimeZone) -> String {
 type NavEntry = (&'static str, &'static str, &'static str, fn(&Role) -> bool);
 
 /// The navigation.
-const NAV: [NavEntry; 11] = [
+const NAV: [NavEntry; 12] = [
     ("/console/", "Tổng quan", "Overview", |_| true),
     ("/console/hits", "Lượt chặn", "Hits", |_| true),
     ("/console/schools", "Trường học", "Schools", |_| true),
@@ -96,6 +96,9 @@ const NAV: [NavEntry; 11] = [
         "Lists & health",
         |_| true,
     ),
+    ("/console/instances", "Máy chủ DNS", "Resolvers", |r| {
+        r.school().is_none()
+    }),
     (
         "/console/audit",
         "Nhật ký truy cập",
