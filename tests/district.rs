@@ -379,10 +379,17 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// The district's files as its origin holds them: policy, list, console users and
 /// exceptions.
-const ORIGIN_CONFIG: &str = "[upstream]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 300\n\
-    [categories.adult]\nlists = [\"lists/adult.txt\"]\n[profiles.primary]\nblock = [\"adult\"]\n\
-    [[schools]]\nid = \"a\"\nname = \"A\"\nnetworks = [\"127.0.0.0/24\"]\nprofile = \"primary\"\n\
-    [console]\nusers = \"users.toml\"\nexceptions = \"exceptions.toml\"\n";
+const ORIGIN_CONFIG: &str = concat!(
+    "[upstream]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 300\n\
+     [categories.adult]\nlists = [\"lists/adult.txt\"]\n[profiles.primary]\nblock = [\"adult\"]\n\
+     [[schools]]\nid = \"a\"\nname = \"A\"\nnetworks = [\"127.0.0.0/24\"]\nprofile = \"primary\"\n",
+    "[console]\nusers = \"users.toml\"\nexceptions = \"exceptions.toml\"\n"
+);
+
+/// [`ORIGIN_CONFIG`] without the console's files.
+fn origin_policy() -> &'static str {
+    &ORIGIN_CONFIG[..ORIGIN_CONFIG.find("[console]").unwrap()]
+}
 
 /// Commits everything in `work` and pushes it to the origin.
 fn publish(work: &Path, message: &str) {
@@ -599,5 +606,133 @@ async fn three_resolvers_follow_one_git_origin() {
         std::fs::read_to_string(work.join("exceptions.toml"))
             .unwrap()
             .contains("porn.example")
+    );
+}
+
+/// Serves `bundle` at any path over HTTP/1.1 on loopback, with an ETag, until the test ends.
+fn serve_bundle(bundle: std::sync::Arc<std::sync::Mutex<Vec<u8>>>) -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let body = bundle.lock().unwrap().clone();
+            let etag = format!(
+                "\"{}-{}\"",
+                body.len(),
+                body.iter().map(|b| *b as u64).sum::<u64>()
+            );
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let response = if head.contains(&format!("if-none-match: {etag}")) {
+                format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").into_bytes()
+            } else {
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nETag: {etag}\r\nContent-Type: application/gzip\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(&body);
+                r
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    addr
+}
+
+/// `tar -czf` of `dir`'s files.
+fn tar_gz(dir: &Path) -> Vec<u8> {
+    let out = std::process::Command::new("tar")
+        .args(["-czf", "-", "-C"])
+        .arg(dir)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// An HTTPS-style bundle origin (served over HTTP on loopback here): pulled, a new bundle
+/// swapped in within `interval_secs` + 5 s, a broken one refused.
+#[test]
+fn a_bundle_origin_is_pulled_and_checked() {
+    let root = tempfile::tempdir().unwrap();
+    let tree = root.path().join("tree");
+    std::fs::create_dir_all(tree.join("lists")).unwrap();
+    std::fs::write(tree.join("schooldns.toml"), origin_policy()).unwrap();
+    std::fs::write(tree.join("lists/adult.txt"), "porn.example\n").unwrap();
+    let bundle = std::sync::Arc::new(std::sync::Mutex::new(tar_gz(&tree)));
+    let web = serve_bundle(std::sync::Arc::clone(&bundle));
+    let checkout = root.path().join("copy");
+    let resolver = Resolver::launch("b1", |port, admin| {
+        format!(
+            "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [hitlog]\npath = \"@/hits.sqlite\"\n\
+             [sync]\norigin = \"http://{web}/district.tar.gz\"\ninterval_secs = 1\ncheckout = \"{}\"\n",
+            checkout.display()
+        )
+    });
+    assert_eq!(
+        ask(resolver.dns, "porn.example"),
+        Some(ResponseCode::NXDomain)
+    );
+    assert_eq!(
+        ask(resolver.dns, "fresh.example"),
+        Some(ResponseCode::ServFail)
+    );
+    std::fs::write(
+        tree.join("lists/adult.txt"),
+        "porn.example\nfresh.example\n",
+    )
+    .unwrap();
+    *bundle.lock().unwrap() = tar_gz(&tree);
+    assert!(
+        eventually(Duration::from_secs(6), || ask(
+            resolver.dns,
+            "fresh.example"
+        ) == Some(ResponseCode::NXDomain)),
+        "{}",
+        resolver.log()
+    );
+    assert!(
+        resolver
+            .metrics()
+            .contains("schooldns_sync_version_info{version=\"sha256:")
+    );
+    // A bundle whose config does not compile: refused, the last good one serves.
+    std::fs::write(
+        tree.join("lists/adult.txt"),
+        "porn.example\nfresh.example\nbroken.example\n",
+    )
+    .unwrap();
+    std::fs::write(tree.join("schooldns.toml"), "[profiles.primary\n").unwrap();
+    *bundle.lock().unwrap() = tar_gz(&tree);
+    assert!(
+        eventually(Duration::from_secs(6), || resolver
+            .metric("schooldns_sync_refused_total")
+            >= 1.0),
+        "{}",
+        resolver.log()
+    );
+    assert_eq!(
+        ask(resolver.dns, "fresh.example"),
+        Some(ResponseCode::NXDomain)
+    );
+    assert_eq!(
+        ask(resolver.dns, "broken.example"),
+        Some(ResponseCode::ServFail)
+    );
+    assert_eq!(
+        std::fs::read_to_string(checkout.join("lists/adult.txt")).unwrap(),
+        "porn.example\nfresh.example\n",
+        "the copy keeps the version being served"
     );
 }
