@@ -201,5 +201,7 @@ pub fn restart_needed(started: &Config, new: &Config) -> Vec<String> {
     differs!(hitlog.password_file);
     differs!(hitlog.spool_max_mb);
     differs!(hitlog.instance);
+    // The sync thread and the working folder are set up once.
+    differs!(sync);
     keys
 }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
+use schooldns::access::Role;
+
 use crate::common::pg::Pg;
 use crate::common::{District, dns, free_port, spawn_serve};
 
@@ -41,6 +43,9 @@ impl Resolver {
     fn launch(name: &str, config: impl FnOnce(u16, u16) -> String) -> Resolver {
         let district = District::new();
         district.write("adult.txt", "porn.example\n");
+        let users = district.path("users.toml");
+        schooldns::console::users::add(&users, "dist", &Role::District, None).unwrap();
+        schooldns::console::users::set_password(&users, "dist", DISTRICT_PASSWORD).unwrap();
         let (port, admin) = (free_port(), free_port());
         let config = district.config(&config(port, admin));
         let stderr = std::fs::File::create(district.path("stderr.log")).unwrap();
@@ -103,12 +108,20 @@ impl Drop for Resolver {
     }
 }
 
+/// The console password of `dist` (the district) in every resolver's users file.
+const DISTRICT_PASSWORD: &str = "district-password";
+
 /// One A query over UDP; the rcode, or `None` without an answer in 500 ms.
 fn ask(server: SocketAddr, name: &str) -> Option<ResponseCode> {
+    ask_from("127.0.0.1", server, name)
+}
+
+/// [`ask`] from the loopback address `from`.
+fn ask_from(from: &str, server: SocketAddr, name: &str) -> Option<ResponseCode> {
     let query = dns::query_message(&format!("{name}."), RecordType::A, true)
         .to_vec()
         .unwrap();
-    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let client = std::net::UdpSocket::bind((from, 0)).unwrap();
     client
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
@@ -116,6 +129,25 @@ fn ask(server: SocketAddr, name: &str) -> Option<ResponseCode> {
     let mut buf = [0u8; 1500];
     let n = client.recv(&mut buf).ok()?;
     Some(Message::from_vec(&buf[..n]).ok()?.response_code())
+}
+
+/// Signs `dist` in to a resolver's console; the `Cookie` header value.
+async fn sign_in(admin: SocketAddr) -> String {
+    let origin = format!("http://{admin}");
+    let (status, head) = crate::console::post_form(
+        admin,
+        "/console/signin",
+        &[("Origin", &origin)],
+        &format!("user=dist&password={DISTRICT_PASSWORD}"),
+    )
+    .await;
+    assert!(status.contains("303"), "{status}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: schooldns_session="))
+        .and_then(|v| v.split(';').next())
+        .unwrap();
+    format!("schooldns_session={cookie}")
 }
 
 /// Waits until `check` holds, up to `limit`; false if it never did.
@@ -139,18 +171,38 @@ fn spool(dir: &Path) -> std::path::PathBuf {
 /// Three resolvers, one PostgreSQL: blocked queries through each arrive exactly once, with
 /// their repeats counted, the rollup agreeing, each record naming its instance; `hits` on one
 /// instance reads the others' records; every instance is in each one's `/metrics`.
-#[test]
-fn three_resolvers_ship_every_hit_exactly_once() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_resolvers_ship_every_hit_exactly_once() {
     let Some(pg) = Pg::start() else { return };
     let spools = tempfile::tempdir().unwrap();
     let names = ["r1", "r2", "r3"];
+    // School b and the read API's tokens: the district's and school a's.
+    let extra = format!(
+        "[[schools]]\nid = \"b\"\nname = \"B\"\nnetworks = [\"127.0.1.0/24\"]\nprofile = \"primary\"\n\
+         [[admin.tokens]]\nsha256 = \"{}\"\nrole = \"district\"\n\
+         [[admin.tokens]]\nsha256 = \"{}\"\nrole = \"school:a\"\n\
+         [console]\nusers = \"@/users.toml\"\n",
+        schooldns::access::sha256_hex("district-token"),
+        schooldns::access::sha256_hex("school-a-token")
+    );
     let resolvers: Vec<Resolver> = names
         .iter()
         .map(|name| {
             let dir = spools.path().join(name);
-            Resolver::start(name, &pg.hitlog_keys(name, &spool(&dir)), "")
+            Resolver::start(name, &pg.hitlog_keys(name, &spool(&dir)), &extra)
         })
         .collect();
+    // Ten blocked names from school b, through r3.
+    for i in 0..10 {
+        assert_eq!(
+            ask_from(
+                "127.0.1.1",
+                resolvers[2].dns,
+                &format!("b{i}.schoolb.porn.example")
+            ),
+            Some(ResponseCode::NXDomain)
+        );
+    }
     const EACH: usize = 200;
     for (name, resolver) in names.iter().zip(&resolvers) {
         for i in 0..EACH {
@@ -233,6 +285,98 @@ fn three_resolvers_ship_every_hit_exactly_once() {
     }));
     assert_eq!(resolvers[2].metric("schooldns_hitlog_postgres_up"), 1.0);
     assert_eq!(resolvers[2].metric("schooldns_hitlog_spool_backlog"), 0.0);
+    assert!(eventually(Duration::from_secs(10), || pg
+        .count("SELECT count(*) FROM hits WHERE school = 'b'")
+        == 10));
+
+    // The read API on r1 answers from every instance's records, with the same role scoping.
+    let r1 = resolvers[0].admin;
+    let get = |path: &'static str, token: &'static str| async move {
+        let auth = format!("Bearer {token}");
+        crate::common::http(r1, "GET", path, &[("Authorization", &auth)]).await
+    };
+    let (status, _, body) = get("/api/hits?name=.r2.porn&limit=1000", "district-token").await;
+    assert!(status.contains("200"), "{status} {body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let hits = page["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), EACH, "{body}");
+    assert!(hits.iter().all(|h| h["instance"] == "r2"), "{body}");
+    let (_, _, body) = get("/api/hits?name=schoolb&limit=1000", "district-token").await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["hits"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+    let (_, _, body) = get("/api/hits?name=schoolb&limit=1000", "school-a-token").await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["hits"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "school a's token never sees school b's records: {body}"
+    );
+    let (status, _, _) = get("/api/hits?school=b", "school-a-token").await;
+    assert!(status.contains("403"), "{status}");
+    let (status, _, body) = get("/api/top?by=schools", "district-token").await;
+    assert!(
+        status.contains("200") && body.contains("\"key\":\"b\""),
+        "{status} {body}"
+    );
+    let (status, _, body) = get("/api/summary", "district-token").await;
+    assert!(status.contains("200"), "{status} {body}");
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let summed: i64 = summary["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["hits"].as_i64().unwrap())
+        .sum();
+    assert_eq!(summed, pg.count("SELECT sum(count) FROM records"), "{body}");
+    let (status, _, csv) = get("/api/hits?format=csv&name=schoolb", "district-token").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(
+        csv.lines().filter(|l| l.ends_with(",r3")).count(),
+        10,
+        "{csv}"
+    );
+    // The reads above were audited on r1 and shipped with its hits (a moment later).
+    let mut audit = String::new();
+    for _ in 0..50 {
+        let (status, _, body) = get("/api/audit", "district-token").await;
+        assert!(status.contains("200"), "{status} {body}");
+        audit = body;
+        if audit.contains("/api/hits") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(audit.contains("/api/hits"), "{audit}");
+
+    // The console on r2 reads the shared store on every page.
+    let cookie = sign_in(resolvers[1].admin).await;
+    let id = pg.count("SELECT id FROM hits WHERE qname = 'b3.schoolb.porn.example'");
+    for (path, expect) in [
+        ("/console/".to_string(), "q0.r1.porn.example".to_string()),
+        (
+            "/console/hits?school=b".to_string(),
+            "b3.schoolb.porn.example".to_string(),
+        ),
+        (format!("/console/hits/{id}"), "r3".to_string()),
+        ("/console/schools/b".to_string(), "schoolb".to_string()),
+        ("/console/audit".to_string(), "/api/hits".to_string()),
+        (
+            "/console/instances".to_string(),
+            "data-instance=\"r3\"".to_string(),
+        ),
+    ] {
+        let (status, _, page) =
+            crate::common::http(resolvers[1].admin, "GET", &path, &[("Cookie", &cookie)]).await;
+        assert!(status.contains("200"), "{path}: {status} {page}");
+        assert!(page.contains(&expect), "{path} lacks {expect}: {page}");
+    }
 }
 
 /// PostgreSQL stopped for 60 s under load, then started: DNS answers every query meanwhile,

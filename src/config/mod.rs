@@ -87,7 +87,7 @@ pub struct Config {
 /// exceptions from. With `origin` set, the file given to `--config` holds only this machine's
 /// tables (`[server]`, `[admin]`, `[hitlog]`, `[tls]`, `[sync]`) and the rest comes from
 /// `config` inside the `checkout` folder, kept up to date from the origin.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
     /// A git repository (URL or path) or an HTTPS URL of a `.tar.gz` bundle.

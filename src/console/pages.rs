@@ -733,6 +733,7 @@ pub async fn hit(state: &Arc<AdminState>, ctx: &Ctx, id: &str) -> Response {
                 dt { (lang.t("Danh sách", "List")) } dd { code { (list) } }
                 dt { (lang.t("Mục trong danh sách", "Entry as listed")) } dd { code { (record.entry.as_deref().unwrap_or("—")) } }
                 dt { (lang.t("Phiên bản chính sách", "Policy version")) } dd { code { (record.policy_version) } }
+                @if let Some(instance) = &record.instance { dt { (lang.t("Máy chủ DNS", "Resolver")) } dd #instance { (instance) } }
                 dt { (lang.t("Trường", "School")) } dd { (record.school.as_deref().unwrap_or("—")) }
                 dt { (lang.t("Hồ sơ", "Profile")) } dd { (record.profile.as_deref().unwrap_or("—")) }
                 dt { (lang.t("Máy", "Client")) } dd { (record.client.as_deref().unwrap_or("—")) }

@@ -273,7 +273,11 @@ impl HitLog {
         // the writer to upgrade, so DNS is not held back while its records move.
         let store = match schema::needs_upgrade(&config.path) {
             true => None,
-            false => store::Store::open(&config.path).ok(),
+            false => store::Store::open(&config.path).ok().filter(|store| {
+                // Before any hit: the shipper must see every repeat from the first.
+                config.backend != crate::config::HitlogBackend::Postgres
+                    || store.track_repeats().is_ok()
+            }),
         };
         let thread = writer::spawn(config.clone(), store, control, Arc::clone(&stats))?;
         let (shipper, ship_stats) = match config.backend {

@@ -115,7 +115,9 @@ pub fn follow_zone(
     zone: &jiff::tz::TimeZone,
 ) -> rusqlite::Result<RollupState> {
     let name = super::time::zone_name(zone);
-    let tx = conn.transaction()?;
+    // Immediate: this reads, then writes; a deferred transaction would fail at once (not wait)
+    // if another connection (a PostgreSQL shipper pruning the spool) wrote in between.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let kept = state(&tx, "zone")?.is_some_and(|z| z == name);
     let backfill_below = if kept {
         state(&tx, "backfill_below")?
@@ -149,7 +151,8 @@ pub fn backfill(
         return Ok(false);
     }
     let from = (state.backfill_below - budget).max(0);
-    let tx = conn.transaction()?;
+    // Immediate for the same reason as in `follow_zone`.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut deltas = Deltas::default();
     {
         let mut rows = tx.prepare_cached(

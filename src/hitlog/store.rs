@@ -504,6 +504,12 @@ fn context_id(
 }
 
 impl Store {
+    /// Makes the file a PostgreSQL spool: every later change to a record's count is noted in
+    /// `spool_changes` (by a trigger, in the writer's own transaction), for the shipper to send.
+    pub fn track_repeats(&self) -> rusqlite::Result<()> {
+        self.conn.execute_batch(super::postgres::ship::SPOOL_TABLES)
+    }
+
     /// Caps the file at `pages` pages, so writes beyond it fail as on a full disk (tests).
     #[cfg(test)]
     pub fn limit_pages(&self, pages: i64) {

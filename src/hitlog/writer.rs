@@ -308,6 +308,9 @@ impl Writer {
             return true;
         }
         match Store::open(&self.config.path).and_then(|mut store| {
+            if self.config.backend == crate::config::HitlogBackend::Postgres {
+                store.track_repeats()?;
+            }
             store.follow_zone(&super::time::zone(&self.config))?;
             Ok(store)
         }) {

@@ -32,8 +32,6 @@ CREATE TABLE IF NOT EXISTS instances (
     spool_id text,
     shipped_id bigint NOT NULL DEFAULT 0,
     audit_shipped_id bigint NOT NULL DEFAULT 0,
-    -- Repeats committed in the spool after this time (ms) are not shipped yet.
-    updates_since_ms bigint NOT NULL DEFAULT 0,
     sync_error text
 );
 CREATE TABLE IF NOT EXISTS schools (id serial PRIMARY KEY, name text NOT NULL UNIQUE);

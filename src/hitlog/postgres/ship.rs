@@ -4,14 +4,15 @@
 //! 1. new records (local id above the instance's `shipped_id`), up to [`BATCH`], in local id
 //!    order: `COPY` into `records`, their hits added to `rollup_days`, and `shipped_id` moved,
 //!    in one transaction. A failure rolls all of it back and the same records go again.
-//! 2. repeats: records already shipped whose `count` grew since the last pass (the writer
-//!    folds repeats within `repeat_window_secs` of a record's first hit) are sent again; the
-//!    rollup gets the difference, the record the new count.
+//! 2. repeats: records already shipped whose `count` grew since (the writer folds repeats
+//!    within `repeat_window_secs` of a record's first hit; a trigger notes each such update in
+//!    `spool_changes`, in the writer's own transaction) are sent again; the rollup gets the
+//!    difference, the record the new count.
 //! 3. audit entries, the same way as records.
 //! 4. the heartbeat (every second): versions, queries per second, backlog; and a read of every
 //!    instance's row for the instances view.
-//! 5. pruning: records shipped whose repeat window has closed leave the spool; the newest row
-//!    always stays so that SQLite never hands out a local id again.
+//! 5. pruning: records shipped ten minutes past their repeat window leave the spool; the
+//!    newest row always stays so that SQLite never hands out a local id again.
 //!
 //! While PostgreSQL is down the spool grows; past `spool_max_mb` the writer drops new hits
 //! (counted in `schooldns_hitlog_dropped_total` and `schooldns_hitlog_spool_dropped_total`).
@@ -47,11 +48,21 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
 const IDLE: Duration = Duration::from_millis(100);
 /// Wait after a failure before connecting again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
-/// How late a repeat may be committed to the spool after the hit it counts (the writer's
-/// batching and a slow disk): repeats are looked for this far back.
-const REPEAT_SLACK_MS: i64 = 30_000;
 /// Most rows one prune deletes per statement (keeps the writer's waits short).
 const PRUNE_CHUNK: i64 = 5_000;
+/// Shipped records stay in the spool this long past their repeat window, so that a repeat
+/// the writer commits late (a slow disk, a starved writer) still finds its record.
+const PRUNE_MARGIN_MS: i64 = 600_000;
+
+/// What a spool adds to the SQLite file: its identity, and the changes to shipped records'
+/// counts, noted by a trigger in the writer's own transactions (so no repeat can be missed,
+/// however late the writer commits it).
+pub const SPOOL_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS spool (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS spool_changes (seq INTEGER PRIMARY KEY, id INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS spool_repeat AFTER UPDATE OF count ON records
+BEGIN INSERT INTO spool_changes (id) VALUES (new.id); END;
+";
 
 /// What this instance reports in its heartbeat.
 #[derive(Debug, Clone, Default)]
@@ -103,13 +114,14 @@ pub struct InstanceRow {
 pub struct ShipStats {
     /// Records shipped (new).
     pub shipped: AtomicU64,
-    /// Hits in the records shipped (counts, repeats included).
+    /// Hits shipped: the counts of new records, then what repeats added to them.
     pub shipped_hits: AtomicU64,
     /// Records re-sent because their count grew.
     pub updated: AtomicU64,
     /// Failed connects or passes.
     pub errors: AtomicU64,
-    /// Records in the spool not yet shipped.
+    /// Records in the spool not yet shipped, and changes to shipped records' counts not yet
+    /// sent.
     pub backlog: AtomicI64,
     /// The spool's size in bytes.
     pub spool_bytes: AtomicI64,
@@ -133,7 +145,7 @@ impl ShipStats {
             ),
             (
                 "shipped_hits_total",
-                "Hits in the records shipped to PostgreSQL.",
+                "Hits shipped to PostgreSQL (new records' counts and repeats added later).",
                 self.shipped_hits.load(Ordering::Relaxed),
             ),
             (
@@ -155,8 +167,8 @@ impl ShipStats {
         }
         let _ = write!(
             out,
-            "# HELP schooldns_hitlog_spool_backlog Records in this instance's spool not yet \
-             shipped to PostgreSQL.\n# TYPE schooldns_hitlog_spool_backlog gauge\n\
+            "# HELP schooldns_hitlog_spool_backlog Records (and repeats of shipped records) in \
+             this instance's spool not yet shipped to PostgreSQL.\n# TYPE schooldns_hitlog_spool_backlog gauge\n\
              schooldns_hitlog_spool_backlog {}\n\
              # HELP schooldns_hitlog_spool_bytes Size of this instance's spool.\n\
              # TYPE schooldns_hitlog_spool_bytes gauge\nschooldns_hitlog_spool_bytes {}\n\
@@ -261,7 +273,6 @@ struct Session {
     instance: i32,
     shipped_id: i64,
     audit_shipped_id: i64,
-    updates_since_ms: i64,
     /// Name → id caches of the name tables.
     schools: FxHashMap<String, i32>,
     categories: FxHashMap<String, i32>,
@@ -452,9 +463,16 @@ impl Run {
         if let Some(session) = &self.session {
             let max: i64 =
                 spool.query_row("SELECT coalesce(max(id), 0) FROM records", [], |r| r.get(0))?;
-            self.stats
-                .backlog
-                .store((max - session.shipped_id).max(0), Ordering::Relaxed);
+            // Changes to shipped records' counts waiting too (seq is dense between passes).
+            let changes: i64 = spool.query_row(
+                "SELECT coalesce(max(seq) - min(seq) + 1, 0) FROM spool_changes",
+                [],
+                |r| r.get(0),
+            )?;
+            self.stats.backlog.store(
+                (max - session.shipped_id).max(0) + changes,
+                Ordering::Relaxed,
+            );
         }
         Ok(())
     }
@@ -467,7 +485,7 @@ impl Run {
                 "INSERT INTO instances (name, version, started_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, \
                  started_ms = EXCLUDED.started_ms \
-                 RETURNING id, shipped_id, audit_shipped_id, updates_since_ms, spool_id",
+                 RETURNING id, shipped_id, audit_shipped_id, spool_id",
                 &[&self.name, &env!("CARGO_PKG_VERSION"), &self.started_ms],
             )
             .map_err(|e| PgError::from(e).detail())?;
@@ -491,13 +509,12 @@ impl Run {
             instance,
             shipped_id: row.get(1),
             audit_shipped_id: row.get(2),
-            updates_since_ms: row.get(3),
             schools: FxHashMap::default(),
             categories: FxHashMap::default(),
             contexts: FxHashMap::default(),
             partitions: Default::default(),
         };
-        let stored_spool: Option<String> = row.get(4);
+        let stored_spool: Option<String> = row.get(3);
         if stored_spool.as_deref() != self.spool_id.as_deref() {
             if stored_spool.is_some() {
                 tracing::warn!(
@@ -507,13 +524,12 @@ impl Run {
             }
             session.shipped_id = 0;
             session.audit_shipped_id = 0;
-            session.updates_since_ms = self.started_ms;
             session
                 .client
                 .execute(
-                    "UPDATE instances SET spool_id = $2, shipped_id = 0, audit_shipped_id = 0, \
-                     updates_since_ms = $3 WHERE id = $1",
-                    &[&instance, &self.spool_id, &session.updates_since_ms],
+                    "UPDATE instances SET spool_id = $2, shipped_id = 0, audit_shipped_id = 0 \
+                     WHERE id = $1",
+                    &[&instance, &self.spool_id],
                 )
                 .map_err(|e| PgError::from(e).detail())?;
         }
@@ -640,24 +656,24 @@ impl Run {
         Ok(rows.len() == BATCH)
     }
 
-    /// Sends the new counts of shipped records that repeats raised since the last pass.
+    /// Sends the new counts of shipped records that repeats raised since they were shipped
+    /// (noted in `spool_changes`); the notes go once PostgreSQL has the counts.
     fn ship_repeats(&mut self) -> Result<(), Either> {
         let (Some(spool), Some(session)) = (&self.spool, &mut self.session) else {
             return Ok(());
         };
-        let started = crate::hitlog::now_ms();
-        let since = session.updates_since_ms;
+        let Some(upto): Option<i64> =
+            spool.query_row("SELECT max(seq) FROM spool_changes", [], |r| r.get(0))?
+        else {
+            return Ok(());
+        };
         let mut stmt = spool.prepare_cached(
-            "SELECT id, time_ms, last_seen_ms, count FROM records \
-             WHERE time_ms >= ?1 AND id <= ?2 AND last_seen_ms >= ?3 AND count > 1",
+            "SELECT r.id, r.time_ms, r.last_seen_ms, r.count FROM records r WHERE r.id IN \
+             (SELECT DISTINCT id FROM spool_changes WHERE seq <= ?1 AND id <= ?2)",
         )?;
         let mut text = Vec::new();
         let mut n = 0u64;
-        let mut rows = stmt.query(rusqlite::params![
-            since - self.window_ms - REPEAT_SLACK_MS,
-            session.shipped_id,
-            since - REPEAT_SLACK_MS
-        ])?;
+        let mut rows = stmt.query(rusqlite::params![upto, session.shipped_id])?;
         while let Some(row) = rows.next()? {
             let (id, time_ms, last_seen, count): (i64, i64, i64, i64) =
                 (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
@@ -666,8 +682,9 @@ impl Run {
             n += 1;
         }
         drop(rows);
-        let mut tx = session.client.transaction()?;
+        let mut repeats_added = 0;
         if n > 0 {
+            let mut tx = session.client.transaction()?;
             let mut writer = tx.copy_in("COPY ship_updates FROM STDIN")?;
             writer
                 .write_all(&text)
@@ -683,20 +700,32 @@ impl Run {
                  SET hits = rollup_days.hits + EXCLUDED.hits",
                 &[&session.instance],
             )?;
+            repeats_added = tx
+                .query_one(
+                    "SELECT coalesce(sum(u.count - r.count), 0)::bigint FROM ship_updates u \
+                     JOIN records r ON r.instance = $1 AND r.local_id = u.local_id \
+                     AND r.time_ms = u.time_ms WHERE u.count > r.count",
+                    &[&session.instance],
+                )?
+                .get::<_, i64>(0);
             let updated = tx.execute(
                 "UPDATE records r SET count = u.count, last_seen_ms = u.last_seen_ms \
                  FROM ship_updates u WHERE r.instance = $1 AND r.local_id = u.local_id \
                  AND r.time_ms = u.time_ms AND u.count > r.count",
                 &[&session.instance],
             )?;
+            tx.commit()?;
             self.stats.updated.fetch_add(updated, Ordering::Relaxed);
         }
-        tx.execute(
-            "UPDATE instances SET updates_since_ms = $2 WHERE id = $1",
-            &[&session.instance, &started],
+        // Notes of records not shipped yet stay: their record goes with its current count,
+        // and the note is sent (harmlessly) once it has.
+        spool.execute(
+            "DELETE FROM spool_changes WHERE seq <= ?1 AND id <= ?2",
+            rusqlite::params![upto, session.shipped_id],
         )?;
-        tx.commit()?;
-        session.updates_since_ms = started;
+        self.stats
+            .shipped_hits
+            .fetch_add(repeats_added.max(0) as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -784,8 +813,7 @@ impl Run {
         let (Some(spool), Some(session)) = (&self.spool, &self.session) else {
             return Ok(());
         };
-        let before = (crate::hitlog::now_ms() - self.window_ms - 120_000)
-            .min(session.updates_since_ms - self.window_ms - REPEAT_SLACK_MS);
+        let before = crate::hitlog::now_ms() - self.window_ms - PRUNE_MARGIN_MS;
         loop {
             let n = spool.execute(
                 "DELETE FROM records WHERE id IN (SELECT id FROM records WHERE id <= ?1 \
@@ -993,9 +1021,7 @@ fn open_spool(path: &Path) -> rusqlite::Result<Option<(Connection, String)>> {
     if !crate::hitlog::schema::ready(&conn)? {
         return Ok(None);
     }
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS spool (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    )?;
+    conn.execute_batch(SPOOL_TABLES)?;
     let found: Option<String> = conn
         .query_row("SELECT value FROM spool WHERE key = 'id'", [], |r| r.get(0))
         .optional()?;
