@@ -16,7 +16,10 @@
 //! - [`subscriptions`]: downloading category `urls` into a cache folder, beside the query path.
 //! - [`reload`]: watching files and swapping in new policies beside the query path.
 //! - [`hitlog`]: the policy-hit log: blocks recorded beside the query path into SQLite, and
-//!   the queries and exports that read them back.
+//!   the queries and exports that read them back; with several resolvers, the SQLite file is a
+//!   spool shipped to one PostgreSQL store that every instance reads.
+//! - [`sync`]: one config origin (git or an HTTPS bundle) pulled, checked and swapped in, and
+//!   the console's changes pushed back to it.
 //! - [`exceptions`]: one name allowed or blocked for one school or the district, in a file the
 //!   console writes; the policy compiles those in force.
 //! - [`services`]: the catalogue of named services (TikTok, Roblox, Zoom, …) and the console's

@@ -11,6 +11,8 @@
 //! - [`jsonlog`]: each hit as one JSON line through `tracing`.
 //!
 //! - [`queue`]: the wait-free hand-off from query threads to the writer.
+//! - [`postgres`]: with `backend = "postgres"`, the shipper that sends the file (then a spool)
+//!   to the shared PostgreSQL store, and the reads across every instance.
 //!
 //! The query path only ever calls [`HitSender::record`], a push into its thread's bounded
 //! ring: when the writer falls behind, the hit is counted as dropped (metric and a
