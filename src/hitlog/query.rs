@@ -288,20 +288,31 @@ pub fn list(
         select_records()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut hits: Vec<HitRecord> = stmt
+    let hits: Vec<HitRecord> = stmt
         .query_map(rusqlite::params_from_iter(values), record_from_row)?
         .collect::<Result<_, _>>()?;
-    let next = match limit {
-        Some(limit) if hits.len() > limit => {
-            hits.truncate(limit);
-            hits.last().map(|r| Cursor {
-                time_ms: r.time_ms,
-                id: r.id,
-            })
+    Ok(Page::of(hits, limit))
+}
+
+impl Page {
+    /// The page of `limit` records from `fetched`, which holds one more when there is a next
+    /// page.
+    pub(crate) fn of(mut fetched: Vec<HitRecord>, limit: Option<usize>) -> Page {
+        let next = match limit {
+            Some(limit) if fetched.len() > limit => {
+                fetched.truncate(limit);
+                fetched.last().map(|r| Cursor {
+                    time_ms: r.time_ms,
+                    id: r.id,
+                })
+            }
+            _ => None,
+        };
+        Page {
+            hits: fetched,
+            next,
         }
-        _ => None,
-    };
-    Ok(Page { hits, next })
+    }
 }
 
 /// Calls `each` with every record matching `filter`, newest first, row by row, so an export of
@@ -558,8 +569,14 @@ pub fn summary_exact(
         entry.0 += row.get::<_, i64>(3)?;
         entry.1 += row.get::<_, i64>(4)?;
     }
-    Ok(days
-        .into_iter()
+    Ok(summary_rows(days))
+}
+
+/// Hits and records by (local day, school, category), as rows in that order.
+pub(crate) fn summary_rows(
+    days: BTreeMap<(String, Option<String>, String), (i64, i64)>,
+) -> Vec<SummaryRow> {
+    days.into_iter()
         .map(|((day, school, category), (hits, records))| SummaryRow {
             day,
             school,
@@ -567,7 +584,7 @@ pub fn summary_exact(
             hits,
             records,
         })
-        .collect())
+        .collect()
 }
 
 /// [`summary`] from the daily rollup, when it can answer exactly: it is complete and counts
@@ -623,17 +640,7 @@ fn summary_from_rollup(
         entry.0 += row.get::<_, i64>(3)?;
         entry.1 += row.get::<_, i64>(4)?;
     }
-    Ok(Some(
-        days.into_iter()
-            .map(|((day, school, category), (hits, records))| SummaryRow {
-                day,
-                school,
-                category,
-                hits,
-                records,
-            })
-            .collect(),
-    ))
+    Ok(Some(summary_rows(days)))
 }
 
 /// An open hit store, for reading: this instance's SQLite file, or the shared PostgreSQL

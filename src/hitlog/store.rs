@@ -72,14 +72,14 @@ pub struct Store {
 /// The fields of a record that change only with a reload, a profile or a question type: one
 /// row of `contexts`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Context {
-    profile: Option<String>,
-    protocol: String,
-    qtype: String,
-    decision: String,
-    list: Option<String>,
-    policy_version: String,
-    service: Option<String>,
+pub(crate) struct Context {
+    pub(crate) profile: Option<String>,
+    pub(crate) protocol: String,
+    pub(crate) qtype: String,
+    pub(crate) decision: String,
+    pub(crate) list: Option<String>,
+    pub(crate) policy_version: String,
+    pub(crate) service: Option<String>,
 }
 
 impl Context {

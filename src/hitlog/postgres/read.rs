@@ -14,7 +14,9 @@ use super::{PgError, schema};
 use crate::config::HitlogConfig;
 use crate::hitlog::HitRecord;
 use crate::hitlog::audit::AuditEntry;
-use crate::hitlog::query::{Condition, Cursor, HitFilter, Page, SummaryRow, TopBy, TopRow, Tops};
+use crate::hitlog::query::{
+    Condition, Cursor, HitFilter, Page, SummaryRow, TopBy, TopRow, Tops, summary_rows,
+};
 
 /// Idle connections kept for the next reader.
 const MAX_IDLE: usize = 4;
@@ -217,18 +219,7 @@ pub fn list(
         values.len()
     );
     let rows = client.query(&sql, &refs(&values))?;
-    let mut hits: Vec<HitRecord> = rows.iter().map(record).collect();
-    let next = match limit {
-        Some(limit) if hits.len() > limit => {
-            hits.truncate(limit);
-            hits.last().map(|r| Cursor {
-                time_ms: r.time_ms,
-                id: r.id,
-            })
-        }
-        _ => None,
-    };
-    Ok(Page { hits, next })
+    Ok(Page::of(rows.iter().map(record).collect(), limit))
 }
 
 /// [`crate::hitlog::query::for_each`] in the shared store: rows streamed from the server.
@@ -384,7 +375,7 @@ pub fn summary(
             entry.0 += r.get::<_, i64>(3);
             entry.1 += r.get::<_, i64>(4);
         }
-        return Ok(rows_of(days));
+        return Ok(summary_rows(days));
     }
     const QUARTER_MS: i64 = 900_000;
     let (clause, values) = clause(client, filter)?;
@@ -409,19 +400,7 @@ pub fn summary(
         entry.0 += r.get::<_, i64>(3);
         entry.1 += r.get::<_, i64>(4);
     }
-    Ok(rows_of(days))
-}
-
-fn rows_of(days: BTreeMap<(String, Option<String>, String), (i64, i64)>) -> Vec<SummaryRow> {
-    days.into_iter()
-        .map(|((day, school, category), (hits, records))| SummaryRow {
-            day,
-            school,
-            category,
-            hits,
-            records,
-        })
-        .collect()
+    Ok(summary_rows(days))
 }
 
 /// The zone the rollup's days are counted in (set by the first shipper).

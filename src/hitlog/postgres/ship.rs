@@ -35,6 +35,7 @@ use super::{PgError, schema};
 use crate::config::HitlogConfig;
 use crate::hitlog::HitStats;
 use crate::hitlog::rollup::day_of;
+use crate::hitlog::store::Context;
 
 /// Most records in one shipping transaction.
 pub const BATCH: usize = 20_000;
@@ -276,20 +277,9 @@ struct Session {
     /// Name → id caches of the name tables.
     schools: FxHashMap<String, i32>,
     categories: FxHashMap<String, i32>,
-    contexts: FxHashMap<ContextKey, i32>,
+    contexts: FxHashMap<Context, i32>,
     /// UTC days known to have a partition.
     partitions: std::collections::BTreeSet<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ContextKey {
-    profile: Option<String>,
-    protocol: String,
-    qtype: String,
-    decision: String,
-    list: Option<String>,
-    policy_version: String,
-    service: Option<String>,
 }
 
 /// One spool record as shipped.
@@ -300,7 +290,7 @@ struct SpoolRow {
     count: i64,
     school: Option<String>,
     category: String,
-    context: ContextKey,
+    context: Context,
     device: Option<String>,
     client: Option<String>,
     qname: String,
@@ -1060,7 +1050,7 @@ fn read_new(spool: &Connection, after: i64, limit: usize) -> rusqlite::Result<Ve
             count: r.get(3)?,
             school: r.get(4)?,
             category: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
-            context: ContextKey {
+            context: Context {
                 profile: r.get(6)?,
                 protocol: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
                 qtype: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
