@@ -385,7 +385,7 @@ async fn three_resolvers_ship_every_hit_exactly_once() {
 fn postgres_outage_loses_and_duplicates_nothing() {
     let Some(pg) = Pg::start() else { return };
     let spools = tempfile::tempdir().unwrap();
-    let resolvers: Vec<Resolver> = ["o1", "o2"]
+    let resolvers: Vec<Resolver> = ["o1", "o2", "o3"]
         .iter()
         .map(|name| {
             Resolver::start(
@@ -593,16 +593,23 @@ async fn three_resolvers_follow_one_git_origin() {
     publish(&work, "The district's first config");
 
     const INTERVAL: u64 = 2;
+    // With PostgreSQL installed (always in CI) the three share the hit store too, as a
+    // district runs them; the Resolvers page then lists all three.
+    let pg = Pg::start();
     let resolvers: Vec<Resolver> = ["s1", "s2", "s3"]
         .iter()
         .map(|name| {
             let checkout = root.path().join(name).join("origin");
             let origin = origin.clone();
+            let hitlog = match &pg {
+                Some(pg) => pg.hitlog_keys(name, &root.path().join(name).join("hits.sqlite")),
+                None => format!("path = \"@/hits.sqlite\"\ninstance = \"{name}\"\n"),
+            };
             Resolver::launch(name, move |port, admin| {
                 format!(
                     "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\n\
                      [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
-                     [hitlog]\npath = \"@/hits.sqlite\"\ninstance = \"{name}\"\n\
+                     [hitlog]\n{hitlog}\n\
                      [sync]\norigin = \"{}\"\ninterval_secs = {INTERVAL}\ncheckout = \"{}\"\n",
                     origin.display(),
                     checkout.display()
@@ -702,6 +709,27 @@ async fn three_resolvers_follow_one_git_origin() {
     assert!(page.contains("data-instance=\"s1\""), "{page}");
     assert!(page.contains("badge behind"), "{page}");
     assert!(page.contains("does not compile"), "{page}");
+    if let Some(pg) = &pg {
+        // Every resolver's heartbeat says which version it serves and why it is behind.
+        let mut page = String::new();
+        for _ in 0..50 {
+            page = crate::common::http(admin, "GET", "/console/instances", &[("Cookie", &cookie)])
+                .await
+                .2;
+            if page.matches("badge behind").count() == 3 && page.matches("sync-error").count() == 3
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(page.matches("badge behind").count(), 3, "{page}");
+        assert_eq!(page.matches("sync-error").count(), 3, "{page}");
+        // fresh.example was blocked through each of the three: one shared store saw it.
+        assert_eq!(
+            pg.count("SELECT count(DISTINCT instance) FROM hits WHERE qname = 'fresh.example'"),
+            3
+        );
+    }
     assert!(
         all_say("broken.example", ResponseCode::ServFail),
         "the broken version is not in"
