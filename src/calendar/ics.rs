@@ -237,6 +237,13 @@ fn occurrences(
                 .join(";");
             spec.push_str(&format!("RRULE:{rule}\n"));
         }
+        // RFC 5545 rules are ASCII; `rrule` slices weekdays by bytes and panics inside a
+        // multi-byte character (found by the `calendar` fuzz target), so others stop here.
+        if !spec.is_ascii() {
+            return Err(
+                "RRULE: only ASCII letters, digits and punctuation belong in a rule".into(),
+            );
+        }
         let set: rrule::RRuleSet = spec.trim_end().parse().map_err(|e| format!("RRULE: {e}"))?;
         let bound = |date: Date| -> Result<chrono::DateTime<rrule::Tz>, String> {
             let text = format!("{}T00:00:00Z", date);
@@ -318,6 +325,11 @@ END:VCALENDAR\r\n";
         );
         let bad_rule = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\nDTSTART:20261201T080000\nRRULE:FREQ=SOMETIMES\nEND:VEVENT\nEND:VCALENDAR\n";
         let err = events(bad_rule, day("2026-12-01"), &zone).unwrap_err();
+        assert!(err.contains("RRULE"), "{err}");
+        // A weekday ending inside a multi-byte character made `rrule` panic (found by the
+        // calendar fuzz target): refused as a bad rule instead.
+        let wide = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\nDTSTART:20261201T080000\nRRULE:FREQ=WEEKLY;BYDAY=WEE:r052\u{2a8}E;COUNT=1\nEND:VEVENT\nEND:VCALENDAR\n";
+        let err = events(wide, day("2026-12-01"), &zone).unwrap_err();
         assert!(err.contains("RRULE"), "{err}");
     }
 }
